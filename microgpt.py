@@ -171,16 +171,20 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 
 
 # Training: one document per step, predicting each next character from the ones before it.
+def document_loss(model, tokens):
+    """Mean cross-entropy of predicting each next token of one document (BOS ... BOS)."""
+    n = min(model.block_size, len(tokens) - 1)
+    keys, values = [[] for _ in model.layers], [[] for _ in model.layers]
+    return (1 / n) * sum(cross_entropy(model(tokens[i], i, keys, values), tokens[i + 1])
+                         for i in range(n))
+
+
 def train(model, docs, num_steps, lr=0.01):
     """Train the model in place, yielding (step, loss) after each step's update."""
     m, v = [0.0] * len(model.params), [0.0] * len(model.params)
     ids = {ch: i for i, ch in enumerate(model.uchars)}
     for step in range(num_steps):
-        tokens = [model.BOS] + [ids[ch] for ch in docs[step % len(docs)]] + [model.BOS]
-        n = min(model.block_size, len(tokens) - 1)
-        keys, values = [[] for _ in model.layers], [[] for _ in model.layers]
-        losses = [cross_entropy(model(tokens[i], i, keys, values), tokens[i + 1]) for i in range(n)]
-        loss = (1 / n) * sum(losses)
+        loss = document_loss(model, [model.BOS, *(ids[ch] for ch in docs[step % len(docs)]), model.BOS])
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
