@@ -12,10 +12,13 @@ settings print the same losses and the same samples.
 import argparse
 import gc
 import itertools
+import json
 import math
 import os
 import random
+import signal
 import sys
+import time
 from functools import reduce
 from operator import add, mul, neg, sub, truediv
 
@@ -113,27 +116,31 @@ def rmsnorm(x):
 
 def cross_entropy(logits, target):
     """-log(softmax(logits)[target]) as one stable node; its local gradients: softmax - one-hot."""
-    zs = [z.data for z in logits]
-    top = max(zs)
-    exps = [math.exp(z - top) for z in zs]
+    top = max(z.data for z in logits)
+    exps = [math.exp(z.data - top) for z in logits]
     total = sum(exps)
     grads = [e / total - (i == target) for i, e in enumerate(exps)]
-    return Value(math.log(total) - (zs[target] - top), logits, grads)
+    return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
 # The model: a GPT-2-style transformer that reads one character at a time.
+SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
+
+
 class GPT:
     """A character-level GPT: settings, vocabulary and parameters. Calling it runs one position."""
 
     def __init__(self, uchars, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):
         self.uchars, self.BOS, self.vocab_size = uchars, len(uchars), len(uchars) + 1  # BOS: ends
-        self.n_layer, self.n_embd, self.n_head, self.block_size = n_layer, n_embd, n_head, block_size
+        self.n_layer, self.n_embd = n_layer, n_embd
+        self.n_head, self.block_size = n_head, block_size
         self.wte, self.wpe, self.lm_head = [matrix(n, n_embd, init) for n in
                                             (self.vocab_size, block_size, self.vocab_size)]
         e = n_embd
         shapes = dict(wq=(e, e), wk=(e, e), wv=(e, e), wo=(e, e), fc1=(4 * e, e), fc2=(e, 4 * e))
-        self.layers = [{k: matrix(*shape, init) for k, shape in shapes.items()} for _ in range(n_layer)]
+        self.layers = [{name: matrix(*shape, init) for name, shape in shapes.items()}
+                       for _ in range(n_layer)]
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
@@ -184,86 +191,150 @@ def train(model, docs, num_steps, lr=0.01):
     m, v = [0.0] * len(model.params), [0.0] * len(model.params)
     ids = {ch: i for i, ch in enumerate(model.uchars)}
     for step in range(num_steps):
-        loss = document_loss(model, [model.BOS, *(ids[ch] for ch in docs[step % len(docs)]), model.BOS])
+        tokens = [model.BOS] + [ids[ch] for ch in docs[step % len(docs)]] + [model.BOS]
+        loss = document_loss(model, tokens)
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
 
 
 # Sampling: generate new text one character at a time, feeding each back in.
-def sample(model, temperature=0.5):
-    """One new document, drawn token by token until BOS or the end of the block."""
+def sample(model, temperature=0.5, prompt=''):
+    """A new document starting with prompt, drawn a token at a time until BOS or the block ends."""
     keys, values = [[] for _ in model.layers], [[] for _ in model.layers]
-    token, text = model.BOS, ''
+    tokens = [model.BOS] + [model.uchars.index(ch) for ch in prompt]
     for pos in range(model.block_size):
-        probs = softmax([z / temperature for z in model(token, pos, keys, values)])
-        token = random.choices(range(model.vocab_size), weights=[p.data for p in probs])[0]
-        if token == model.BOS:
+        logits = model(tokens[pos], pos, keys, values)
+        if pos + 1 < len(tokens):
+            continue  # still reading the prompt into the cache
+        probs = softmax([z / temperature for z in logits])
+        tokens.append(random.choices(range(model.vocab_size), weights=[p.data for p in probs])[0])
+        if tokens[-1] == model.BOS:
             break
-        text += model.uchars[token]
-    return text
+    return ''.join(model.uchars[t] for t in tokens[1:] if t != model.BOS)
 
 
-# Command line: read the data, train, sample; bad input gets one clear line, not a traceback.
+# Checkpoints: settings, vocabulary and parameters as JSON, so loading one runs no code.
+def save(model, path):
+    """Write a checkpoint atomically: a crash mid-write never leaves a broken file at path."""
+    with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
+        json.dump({'format': 'microgpt', 'version': 1, 'vocab': ''.join(model.uchars),
+                   'config': {k: getattr(model, k) for k in SIZES},
+                   'params': [p.data for p in model.params]}, f)  # repr floats read back exactly
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f'{path}.tmp', path)
+
+
+def load(path):
+    """The model in a checkpoint written by save(), or a clear error if it is not one."""
+    try:
+        ckpt = json.loads(read_text(path, '--load'))
+        if (ckpt['format'], ckpt['version']) != ('microgpt', 1):
+            raise ValueError('its format is not microgpt version 1')
+        floats = iter(ckpt['params'])  # handed out in the order the parameters are created
+        model = GPT(list(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
+        if next(floats, None) is not None:
+            raise ValueError('it has more parameters than its settings need')
+        return model
+    except (KeyError, TypeError, ValueError, StopIteration) as e:
+        fail(f'--load {path} is not a valid microgpt checkpoint ({type(e).__name__}: {e})')
+
+
+# Command line: train, sample, save and load; bad input gets one clear line, not a traceback.
 def fail(message):
     """Report bad input in one line on stderr and exit with status 2."""
     print(f'microgpt: error: {message}', file=sys.stderr)
     sys.exit(2)
 
 
+def read_text(path, flag):
+    """The contents of a UTF-8 text file, or a clear error naming the flag that gave it."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read()
+    except (OSError, UnicodeError) as e:
+        fail(f'cannot read {flag} {path}: {getattr(e, "strerror", None) or e}')
+
+
 def parse_args(argv):
     """The command-line settings, checked."""
     here = os.path.dirname(os.path.abspath(__file__))  # so data/ is found from any folder
-    p = argparse.ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0],
+                                allow_abbrev=False)  # so sizes given by hand can be spotted
     p.error = fail  # one line and exit status 2, instead of argparse's usage block
-    p.add_argument('--data', default=os.path.join(here, 'data', 'names.txt'),
-                   help='UTF-8 text file, one document per line (default: data/names.txt)')
     for flag, default, meaning in [
+            ('--data', os.path.join(here, 'data', 'names.txt'), 'UTF-8 text, one document a line'),
             ('--steps', 1000, 'training steps'), ('--samples', 20, 'samples to print'),
             ('--temperature', 0.5, 'sampling temperature'), ('--seed', 42, 'random seed'),
             ('--lr', 0.01, 'Adam learning rate'), ('--n-layer', 1, 'transformer layers'),
             ('--n-embd', 16, 'embedding width'), ('--n-head', 4, 'attention heads'),
-            ('--block-size', 16, 'context length in characters')]:
+            ('--block-size', 16, 'context length'), ('--prompt', '', 'start every sample with it'),
+            ('--save', '', 'write the model to this checkpoint'), ('--load', '', 'start from it')]:
         p.add_argument(flag, type=type(default), default=default, help=f'{meaning} ({default})')
     a = p.parse_args(argv)
+    size_flags = ['--' + k.replace('_', '-') for k in SIZES]
+    sizes = [s for s in argv if s.split('=')[0] in size_flags]
     for bad, message in [
+            (a.load and sizes, f'{" ".join(sizes)}: with --load, the checkpoint sets the sizes'),
             (min(a.steps, a.samples) < 0, '--steps and --samples must be 0 or more'),
             (not (a.temperature > 0 and a.lr > 0), '--temperature and --lr must be above 0'),
             (min(a.n_layer, a.n_embd, a.n_head, a.block_size) < 1,
              '--n-layer, --n-embd, --n-head and --block-size must be at least 1'),
-            (a.n_embd % max(a.n_head, 1), f'--n-embd {a.n_embd} is not divisible by --n-head {a.n_head}')]:
+            (a.n_embd % max(a.n_head, 1), f'--n-head {a.n_head} must divide --n-embd {a.n_embd}'),
+            (a.save and not os.path.isdir(os.path.dirname(os.path.abspath(a.save))),
+             f'--save {a.save}: its folder does not exist')]:
         if bad:
             fail(message)
     return a
 
 
-def read_docs(path):
-    """The non-blank lines of a UTF-8 text file, stripped."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            docs = [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeError) as e:
-        fail(f'cannot read --data {path}: {getattr(e, "strerror", None) or e}')
-    if not docs:
-        fail(f'--data {path} has no documents: give a text file with one document per line')
-    return docs
-
-
 def main(argv=None):
-    args = parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     gc.disable()  # the graph has no reference cycles, so the cycle collector would only cost time
+    stop = []  # Ctrl-C appends here: the step or sample in progress finishes, then the run stops
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     random.seed(args.seed)
-    docs = read_docs(args.data)
-    random.shuffle(docs)
-    model = GPT(sorted(set(''.join(docs))), args.n_layer, args.n_embd, args.n_head, args.block_size)
-    print(f'num docs: {len(docs)}\nvocab size: {model.vocab_size}\nnum params: {len(model.params)}')
+    model, docs = load(args.load) if args.load else None, []
+    if args.steps or not model:
+        docs = [line.strip() for line in read_text(args.data, '--data').split('\n') if line.strip()]
+        if not docs:
+            fail(f'--data {args.data} has no documents: give a text file, one document per line')
+        random.shuffle(docs)
+        print(f'num docs: {len(docs)}')
+    model = model or GPT(sorted(set(''.join(docs))), *(getattr(args, k) for k in SIZES))
+    unknown = ''.join(sorted(set(args.prompt + ''.join(docs)) - set(model.uchars)))
+    if unknown:
+        fail(f'{unknown!r} is not in the vocabulary {"".join(model.uchars)!r} of --load {args.load}')
+    if len(args.prompt) >= model.block_size:
+        fail(f'--prompt fills the whole block of {model.block_size}: leave room to generate')
+    print(f'vocab size: {model.vocab_size}\nnum params: {len(model.params)}')
+    tty, start = sys.stdout.isatty(), time.perf_counter()
     for step, loss in train(model, docs, args.steps, args.lr):
-        print(f'step {step + 1:4d} / {args.steps:4d} | loss {loss:.4f}')
-    if args.samples:
+        line = f'step {step + 1:4d} / {args.steps:4d} | loss {loss:.4f}'
+        if tty:  # one line, rewritten in place, with speed and time left
+            rate = (step + 1) / (time.perf_counter() - start)
+            line = f'\r{line} | {rate:.1f} steps/s | {(args.steps - step - 1) / rate:.0f} s left '
+        print(line, end='' if tty else '\n', flush=tty)
+        if stop:
+            break
+    if tty and args.steps:
+        print()
+    if args.save:
+        save(model, args.save)
+        print(f'saved the model to {args.save}')
+    if args.samples and not stop:
         print('\n--- inference (new, hallucinated names) ---')
     for i in range(args.samples):
-        print(f'sample {i + 1:2d}: {sample(model, args.temperature)}')
+        if stop:
+            break
+        print(f'sample {i + 1:2d}: {sample(model, args.temperature, args.prompt)}')
+    if stop:
+        keep = f'saved in {args.save}' if args.save else 'add --save PATH to keep it next time'
+        print(f'interrupted: the model is {keep}', file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

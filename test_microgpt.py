@@ -1,7 +1,11 @@
 """Every claim microgpt.py makes, checked: gradients against finite differences, the training
 loop against the reference run, and the command line end to end."""
+import json
 import math
 import os
+import pty
+import re
+import signal
 import random
 import subprocess
 import sys
@@ -352,7 +356,7 @@ BAD_INPUTS = {
     'zero layers': (['--n-layer', '0'], '--n-layer'),
     'zero width': (['--n-embd', '0'], '--n-embd'),
     'zero heads': (['--n-head', '0'], '--n-head'),
-    'width not divisible by heads': (['--n-embd', '10', '--n-head', '4'], 'divisible'),
+    'width not divisible by heads': (['--n-embd', '10', '--n-head', '4'], 'must divide'),
     'unknown flag': (['--epochs', '3'], 'unrecognized arguments: --epochs'),
     'not a number': (['--steps', 'many'], "invalid int value: 'many'"),
 }
@@ -369,3 +373,197 @@ def test_bad_input_gets_one_line_and_exit_status_2(case, tmp_path):
     assert result.stdout == ''
     assert len(result.stderr.splitlines()) == 1 and 'Traceback' not in result.stderr
     assert result.stderr.startswith('microgpt: error: ') and expected in result.stderr
+
+
+# --- Checkpoints, prompts, progress, Ctrl-C -------------------------------------------------
+
+def trained_tiny_model(steps=5):
+    random.seed(42)
+    docs = list(TINY_NAMES)
+    random.shuffle(docs)
+    model = GPT(sorted(set(''.join(docs))), n_layer=2, n_embd=8, n_head=2, block_size=10)
+    for _ in microgpt.train(model, docs, steps):
+        pass
+    return model
+
+
+def test_save_then_load_gives_identical_parameters_and_samples(tmp_path):
+    model = trained_tiny_model()
+    path = str(tmp_path / 'model.json')
+    microgpt.save(model, path)
+    loaded = microgpt.load(path)
+    assert [p.data for p in loaded.params] == [p.data for p in model.params]  # exactly
+    assert (loaded.uchars, loaded.n_layer, loaded.n_embd, loaded.n_head, loaded.block_size) == (
+        model.uchars, 2, 8, 2, 10)
+    random.seed(5)
+    before = [sample(model, 0.8) for _ in range(10)]
+    random.seed(5)
+    assert [sample(loaded, 0.8) for _ in range(10)] == before
+    assert not os.path.exists(path + '.tmp')
+
+
+def test_checkpoint_is_json_with_format_version_settings_vocab_and_params(tmp_path):
+    path = tmp_path / 'model.json'
+    microgpt.save(trained_tiny_model(1), str(path))
+    ckpt = json.loads(path.read_text(encoding='utf-8'))
+    assert (ckpt['format'], ckpt['version']) == ('microgpt', 1)
+    assert ckpt['config'] == {'n_layer': 2, 'n_embd': 8, 'n_head': 2, 'block_size': 10}
+    assert ckpt['vocab'] == ''.join(sorted(set(''.join(TINY_NAMES))))
+    assert len(ckpt['params']) == len(trained_tiny_model(0).params)
+
+
+def test_a_checkpoint_written_by_one_run_is_loaded_by_another(tiny_file, tmp_path):
+    path = str(tmp_path / 'model.json')
+    first = run('--data', tiny_file, '--steps', '8', '--samples', '0', '--save', path)
+    assert first.returncode == 0 and f'saved the model to {path}' in first.stdout
+    second = run('--load', path, '--steps', '0', '--samples', '6', '--temperature', '0.8',
+                 '--seed', '3')
+    assert second.returncode == 0, second.stderr
+    assert 'num docs' not in second.stdout  # sampling from a checkpoint reads no data
+    random.seed(3)
+    model = microgpt.load(path)
+    expected = [f'sample {i + 1:2d}: {sample(model, 0.8)}' for i in range(6)]
+    assert second.stdout.splitlines()[-6:] == expected
+
+
+def test_training_a_loaded_model_further(tiny_file, tmp_path):
+    path = str(tmp_path / 'model.json')
+    assert run('--data', tiny_file, '--steps', '3', '--samples', '0', '--save', path).returncode == 0
+    more = run('--load', path, '--data', tiny_file, '--steps', '4', '--samples', '2', '--save', path)
+    assert more.returncode == 0, more.stderr
+    assert 'step    4 /    4 | loss' in more.stdout and 'sample  2: ' in more.stdout
+
+
+def test_prompt_starts_every_sample(tiny_file):
+    result = run('--data', tiny_file, '--steps', '20', '--samples', '15', '--prompt', 'ja')
+    assert result.returncode == 0, result.stderr
+    samples = [line.split(': ', 1)[1] for line in result.stdout.splitlines()
+               if line.startswith('sample')]
+    assert len(samples) == 15 and all(s.startswith('ja') for s in samples)
+    assert all(len(s) <= 16 for s in samples)
+
+
+def test_prompt_up_to_one_short_of_the_block_is_continued():
+    random.seed(0)
+    model = GPT(list('ab'), block_size=4)
+    texts = [sample(model, 1.0, prompt='aba') for _ in range(20)]
+    assert all(t.startswith('aba') and len(t) <= 4 for t in texts)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    path = tmp_path / 'good.json'
+    microgpt.save(trained_tiny_model(1), str(path))
+    return path
+
+
+CHECKPOINT_ERRORS = {
+    'missing checkpoint': (lambda p: str(p.parent / 'nothing.json'), 'cannot read --load'),
+    'corrupt checkpoint': (lambda p: p.write_text('{"format": nonsense') and str(p), 'not a valid'),
+    'truncated checkpoint': (lambda p: p.write_text(p.read_text()[:-500]) and str(p), 'not a valid'),
+    'wrong format': (lambda p: p.write_text(p.read_text().replace('"microgpt"', '"other"'))
+                     and str(p), 'format is not microgpt'),
+    'wrong version': (lambda p: p.write_text(p.read_text().replace('"version": 1', '"version": 2'))
+                      and str(p), 'format is not microgpt version 1'),
+    'too many parameters': (lambda p: p.write_text(p.read_text().replace(']}', ', 1.0]}'))
+                            and str(p), 'more parameters'),
+    'a JSON list': (lambda p: p.write_text('[1, 2]') and str(p), 'not a valid'),
+}
+
+
+@pytest.mark.parametrize('case', CHECKPOINT_ERRORS)
+def test_bad_checkpoint_is_a_one_line_error(case, checkpoint):
+    make, expected = CHECKPOINT_ERRORS[case]
+    result = run('--load', make(checkpoint), '--steps', '0', '--samples', '3')
+    assert result.returncode == 2 and result.stdout == ''
+    assert len(result.stderr.splitlines()) == 1 and 'Traceback' not in result.stderr
+    assert expected in result.stderr
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--n-embd', '16'], 'the checkpoint sets the sizes'),
+    (['--block-size=8'], 'the checkpoint sets the sizes'),
+    (['--prompt', 'Za'], "'Z' is not in the vocabulary"),
+    (['--prompt', 'emmaemmaem'], 'fills the whole block'),
+    (['--steps', '2', '--data', '{accented}'], "'é' is not in the vocabulary"),
+])
+def test_load_rejects_conflicting_or_unknown_input(args, expected, checkpoint, tmp_path):
+    (tmp_path / 'accented.txt').write_text('emma\nrenée\n', encoding='utf-8')
+    args = [a.format(accented=tmp_path / 'accented.txt') for a in args]
+    result = run('--load', str(checkpoint), '--steps', '0', '--samples', '2', *args)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert expected in result.stderr
+
+
+def test_save_into_a_missing_folder_fails_before_training(tiny_file, tmp_path):
+    result = run('--data', tiny_file, '--save', str(tmp_path / 'no' / 'm.json'))
+    assert result.returncode == 2 and 'folder does not exist' in result.stderr
+    assert result.stdout == ''
+
+
+def test_progress_on_a_terminal_is_one_line_rewritten_in_place(tiny_file):
+    parent, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '30',
+                             '--samples', '1'], stdout=child, stderr=child,
+                            stdin=subprocess.DEVNULL)
+    os.close(child)
+    output = b''
+    while True:
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(parent)
+    assert proc.wait(timeout=60) == 0
+    step_lines = [line for line in output.decode().split('\n') if 'step' in line]
+    assert len(step_lines) == 1  # 30 updates, one line
+    assert step_lines[0].count('\rstep') == 30
+    assert 'step   30 /   30 | loss ' in step_lines[0] and 'steps/s' in step_lines[0]
+    assert 's left' in step_lines[0]
+
+
+def test_progress_through_a_pipe_is_the_plain_step_lines(tiny_file):
+    result = run('--data', tiny_file, '--steps', '30', '--samples', '0')
+    steps = [line for line in result.stdout.splitlines() if line.startswith('step')]
+    assert len(steps) == 30 and '\r' not in result.stdout and 'steps/s' not in result.stdout
+    assert all(re.fullmatch(r'step +\d+ /   30 \| loss \d\.\d{4}', line) for line in steps)
+
+
+def start_and_interrupt(args, wait_for):
+    proc = subprocess.Popen([sys.executable, SCRIPT, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(wait_for):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, ''.join(seen) + out, err
+
+
+def test_ctrl_c_in_training_saves_a_loadable_checkpoint_and_exits_130(tmp_path):
+    path = tmp_path / 'model.json'
+    code, out, err = start_and_interrupt(['--steps', '100000', '--save', str(path)], 'step    3')
+    assert code == 130
+    assert 'Traceback' not in err and f'interrupted: the model is saved in {path}' in err
+    assert 'sample' not in out
+    model = microgpt.load(str(path))
+    assert len(model.params) == 4192
+
+
+def test_ctrl_c_in_training_without_save_says_how_to_keep_the_model():
+    code, _, err = start_and_interrupt(['--steps', '100000'], 'step    2')
+    assert code == 130 and 'add --save PATH' in err and 'Traceback' not in err
+
+
+def test_ctrl_c_in_sampling_keeps_what_was_sampled(tiny_file):
+    code, out, err = start_and_interrupt(['--data', tiny_file, '--steps', '0', '--samples',
+                                          '1000000', '--temperature', '2'], 'sample  2')
+    assert code == 130 and 'Traceback' not in err
+    samples = [line for line in out.splitlines() if line.startswith('sample')]
+    assert 2 <= len(samples) < 1000000
