@@ -305,7 +305,7 @@ def main(argv=None):
     model = model or GPT(sorted(set(''.join(docs))), *(getattr(args, k) for k in SIZES))
     unknown = ''.join(sorted(set(args.prompt + ''.join(docs)) - set(model.uchars)))
     if unknown:
-        fail(f'{unknown!r} is not in the vocabulary {"".join(model.uchars)!r} of --load {args.load}')
+        fail(f'{unknown!r} is not in the vocabulary of the model ({"".join(model.uchars)!r})')
     if len(args.prompt) >= model.block_size:
         fail(f'--prompt fills the whole block of {model.block_size}: leave room to generate')
     print(f'vocab size: {model.vocab_size}\nnum params: {len(model.params)}')
