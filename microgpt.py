@@ -132,7 +132,8 @@ class GPT:
 
     def __init__(self, uchars, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):
-        self.uchars, self.BOS, self.vocab_size = uchars, len(uchars), len(uchars) + 1  # BOS: ends
+        self.uchars, self.vocab_size = uchars, len(uchars) + 1
+        self.BOS = len(uchars)  # one extra token marks where a document begins and ends
         self.n_layer, self.n_embd = n_layer, n_embd
         self.n_head, self.block_size = n_head, block_size
         self.wte, self.wpe, self.lm_head = [matrix(n, n_embd, init) for n in
@@ -236,8 +237,10 @@ def load(path):
         model = GPT(list(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
         if next(floats, None) is not None:
             raise ValueError('it has more parameters than its settings need')
+        if min(getattr(model, k) for k in SIZES) < 1 or model.n_embd % model.n_head:
+            raise ValueError(f'its settings make no model: {ckpt["config"]}')
         return model
-    except (KeyError, TypeError, ValueError, StopIteration) as e:
+    except (KeyError, TypeError, ValueError, ArithmeticError, StopIteration) as e:
         fail(f'--load {path} is not a valid microgpt checkpoint ({type(e).__name__}: {e})')
 
 
@@ -290,10 +293,20 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """The command line; returns the exit status: 0, or 130 after Ctrl-C."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    gc.disable()  # the graph has no reference cycles, so the cycle collector would only cost time
     stop = []  # Ctrl-C appends here: the step or sample in progress finishes, then the run stops
-    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    gc.disable()  # the graph has no reference cycles, so the cycle collector would only cost time
+    try:
+        return run(args, stop)
+    finally:  # leave the caller's process as it was
+        gc.enable()
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(args, stop):
+    """Load or build the model, train it, save it and sample from it, as the flags say."""
     random.seed(args.seed)
     model, docs = load(args.load) if args.load else None, []
     if args.steps or not model:

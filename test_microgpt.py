@@ -1,5 +1,6 @@
 """Every claim microgpt.py makes, checked: gradients against finite differences, the training
 loop against the reference run, and the command line end to end."""
+import gc
 import json
 import math
 import os
@@ -336,6 +337,13 @@ def test_cli_finds_its_data_from_any_folder(tmp_path):
     assert result.stdout.startswith('num docs: 32469\nvocab size: 27\n')
 
 
+def test_main_in_process_restores_the_callers_process(tiny_file, capsys):
+    handler = signal.getsignal(signal.SIGINT)
+    assert microgpt.main(['--data', tiny_file, '--steps', '2', '--samples', '1']) == 0
+    assert signal.getsignal(signal.SIGINT) is handler and gc.isenabled()
+    assert 'sample  1: ' in capsys.readouterr().out
+
+
 def test_importing_runs_nothing():
     result = subprocess.run([sys.executable, '-c', 'import microgpt'], capture_output=True,
                             text=True, cwd=HERE)
@@ -468,6 +476,8 @@ CHECKPOINT_ERRORS = {
     'too many parameters': (lambda p: p.write_text(p.read_text().replace(']}', ', 1.0]}'))
                             and str(p), 'more parameters'),
     'a JSON list': (lambda p: p.write_text('[1, 2]') and str(p), 'not a valid'),
+    'zero heads': (lambda p: p.write_text(p.read_text().replace('"n_head": 2', '"n_head": 0'))
+                   and str(p), 'not a valid'),
 }
 
 
