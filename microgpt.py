@@ -134,6 +134,7 @@ class GPT:
                  init=lambda: random.gauss(0, 0.08)):
         self.uchars, self.vocab_size = uchars, len(uchars) + 1
         self.BOS = len(uchars)  # one extra token marks where a document begins and ends
+        self.ids = {ch: i for i, ch in enumerate(uchars)}
         self.n_layer, self.n_embd = n_layer, n_embd
         self.n_head, self.block_size = n_head, block_size
         self.wte, self.wpe, self.lm_head = [matrix(n, n_embd, init) for n in
@@ -144,6 +145,13 @@ class GPT:
                        for _ in range(n_layer)]
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
+
+    def encode(self, text):
+        return [self.ids[ch] for ch in text]
+
+    def empty_cache(self):
+        """Per layer, the keys and the values of the positions read so far: none yet."""
+        return [[] for _ in self.layers], [[] for _ in self.layers]
 
     def __call__(self, token, pos, keys, values):
         """Logits for the token after `token` at position `pos`; appends to the key/value cache."""
@@ -182,7 +190,7 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 def document_loss(model, tokens):
     """Mean cross-entropy of predicting each next token of one document (BOS ... BOS)."""
     n = min(model.block_size, len(tokens) - 1)
-    keys, values = [[] for _ in model.layers], [[] for _ in model.layers]
+    keys, values = model.empty_cache()
     return (1 / n) * sum(cross_entropy(model(tokens[i], i, keys, values), tokens[i + 1])
                          for i in range(n))
 
@@ -190,9 +198,8 @@ def document_loss(model, tokens):
 def train(model, docs, num_steps, lr=0.01):
     """Train the model in place, yielding (step, loss) after each step's update."""
     m, v = [0.0] * len(model.params), [0.0] * len(model.params)
-    ids = {ch: i for i, ch in enumerate(model.uchars)}
     for step in range(num_steps):
-        tokens = [model.BOS] + [ids[ch] for ch in docs[step % len(docs)]] + [model.BOS]
+        tokens = [model.BOS] + model.encode(docs[step % len(docs)]) + [model.BOS]
         loss = document_loss(model, tokens)
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
@@ -202,8 +209,8 @@ def train(model, docs, num_steps, lr=0.01):
 # Sampling: generate new text one character at a time, feeding each back in.
 def sample(model, temperature=0.5, prompt=''):
     """A new document starting with prompt, drawn a token at a time until BOS or the block ends."""
-    keys, values = [[] for _ in model.layers], [[] for _ in model.layers]
-    tokens = [model.BOS] + [model.uchars.index(ch) for ch in prompt]
+    keys, values = model.empty_cache()
+    tokens = [model.BOS] + model.encode(prompt)
     for pos in range(model.block_size):
         logits = model(tokens[pos], pos, keys, values)
         if pos + 1 < len(tokens):
