@@ -1,7 +1,8 @@
 """microgpt: train a tiny GPT on a list of names and invent new ones, in pure Python.
 
-The whole algorithm in one dependency-free file, meant to be read top to bottom: a scalar
-autograd engine, a GPT-2-style transformer, the Adam optimizer, training, and sampling.
+The whole algorithm in one dependency-free file, meant to be read top to bottom: the data and its
+tokenizer, a scalar autograd engine, a GPT-2-style transformer, the Adam optimizer, training and
+sampling. After them comes the plumbing: checkpoints and the command line.
 
     python microgpt.py              # train on data/names.txt, then print 20 new names
     python microgpt.py --help       # every setting
@@ -11,6 +12,7 @@ settings print the same losses and the same samples.
 """
 import argparse
 import gc
+import hashlib
 import itertools
 import json
 import math
@@ -23,31 +25,62 @@ from functools import reduce
 from operator import add, mul, neg, sub, truediv
 
 
-# Autograd: numbers that remember how they were computed, so gradients can flow back through them.
-def _operator(forward, da, db):
-    """One row of the operator table -> the method for `a op b` and its reflected twin (`2 - a`)."""
-    def method(a, b):
-        if isinstance(b, Value):
-            return Value(forward(a.data, b.data), [a, b], [da(a.data, b.data), db(a.data, b.data)])
-        if isinstance(b, (int, float)):  # a plain number is a constant: no node, no gradient
-            return Value(forward(a.data, b), [a], [da(a.data, b)])
-        return NotImplemented  # so Python raises TypeError for foreign operands
+# Data and tokenizer: the documents (here, names) and the token ids a model reads them as.
+def read_documents(path):
+    """The documents of a UTF-8 text file, one a line, shuffled: the random stream's first use."""
+    with open(path, encoding='utf-8') as f:
+        docs = [line.strip() for line in f.read().split('\n') if line.strip()]
+    if not docs:
+        raise ValueError(f'{path} has no documents: give a text file with one document a line')
+    random.shuffle(docs)
+    return docs
 
-    def reflected(b, a):  # `a op b` where only b is a Value
-        if isinstance(a, (int, float)):
-            return Value(forward(a, b.data), [b], [db(a, b.data)])
+
+class Tokenizer:
+    """One token id per character of the vocabulary, plus BOS, the mark around every document."""
+
+    def __init__(self, text):
+        self.chars = sorted(set(text))  # the vocabulary: ids 0 .. len - 1
+        self.BOS = len(self.chars)  # marks both where a document begins and where it ends
+        self.vocab_size = len(self.chars) + 1
+
+    def encode(self, text):
+        """BOS, then the id of each character: the beginning of a document."""
+        unknown = ''.join(sorted(set(text) - set(self.chars)))
+        if unknown:
+            raise ValueError(f'{unknown!r} is not in the vocabulary {"".join(self.chars)!r}')
+        return [self.BOS] + [self.chars.index(ch) for ch in text]
+
+    def decode(self, tokens):
+        return ''.join(self.chars[t] for t in tokens if t != self.BOS)
+
+
+# Autograd: numbers that remember how they were computed, so gradients can flow back through them.
+def _operator(forward, d_dx, d_dy):
+    """One row of the operator table -> the method for `value op other` and its reflected twin."""
+    def method(self, other):
+        if isinstance(other, Value):
+            x, y = self.data, other.data
+            return Value(forward(x, y), [self, other], [d_dx(x, y), d_dy(x, y)])
+        if isinstance(other, (int, float)):  # a plain number is a constant: no node, no gradient
+            return Value(forward(self.data, other), [self], [d_dx(self.data, other)])
+        return NotImplemented  # so Python raises its usual TypeError for foreign operands
+
+    def reflected(self, other):  # `other op self` when only self is a Value, as in `2 - value`
+        if isinstance(other, (int, float)):
+            return Value(forward(other, self.data), [self], [d_dy(other, self.data)])
         return NotImplemented
     return method, reflected
 
 
 def _function(forward, derivative):
     """One row of the table for a function of one value -> its method."""
-    return lambda a: Value(forward(a.data), [a], [derivative(a.data)])
+    return lambda self: Value(forward(self.data), [self], [derivative(self.data)])
 
 
 class Value:
     """A scalar in a computation graph: its data, its gradient, and the children it came from."""
-    __slots__ = ('data', 'grad', 'children', 'local_grads', 'serial')
+    __slots__ = ('data', 'grad', 'children', 'local_grads', 'serial')  # no per-object dict: lean
     _serials = itertools.count()  # creation order: a value is always created after its children
 
     def __init__(self, data, children=(), local_grads=()):
@@ -57,26 +90,27 @@ class Value:
     def __repr__(self):
         return f'Value(data={self.data}, grad={self.grad})'
 
-    # One row per operation: how to compute it, then its local gradients d/da (and d/db).
-    __add__, __radd__ = _operator(add, lambda a, b: 1, lambda a, b: 1)
-    __sub__, __rsub__ = _operator(sub, lambda a, b: 1, lambda a, b: -1)
-    __mul__, __rmul__ = _operator(mul, lambda a, b: b, lambda a, b: a)
-    __truediv__, __rtruediv__ = _operator(truediv, lambda a, b: 1 / b, lambda a, b: -a / b**2)
-    __pow__, __rpow__ = _operator(pow, lambda a, b: b * a**(b - 1), lambda a, b: a**b * math.log(a))
-    __neg__ = _function(neg, lambda a: -1)
-    log = _function(math.log, lambda a: 1 / a)
+    # One row per operator: its forward function of the floats x and y, then d/dx and d/dy.
+    __add__, __radd__ = _operator(add, lambda x, y: 1, lambda x, y: 1)
+    __sub__, __rsub__ = _operator(sub, lambda x, y: 1, lambda x, y: -1)
+    __mul__, __rmul__ = _operator(mul, lambda x, y: y, lambda x, y: x)
+    __truediv__, __rtruediv__ = _operator(truediv, lambda x, y: 1 / y, lambda x, y: -x / y**2)
+    __pow__, __rpow__ = _operator(pow, lambda x, y: y * x**(y - 1), lambda x, y: x**y * math.log(x))
+    __neg__ = _function(neg, lambda x: -1)
+    log = _function(math.log, lambda x: 1 / x)
     exp = _function(math.exp, math.exp)
-    relu = _function(lambda a: max(0, a), lambda a: float(a > 0))
+    relu = _function(lambda x: max(0, x), lambda x: float(x > 0))
 
     def backward(self):
         """Set .grad of every value this one depends on to d(self)/d(value), by the chain rule."""
-        graph, todo = {self}, [self]
-        while todo:  # collect the graph without recursion; parameters (leaves) need no visit
-            new = [child for child in todo.pop().children if child.children and child not in graph]
-            graph.update(new)
-            todo += new
+        nodes, todo = {self}, [self]
+        while todo:  # collect the graph with a loop, not recursion; leaves (parameters) need no visit
+            for child in todo.pop().children:
+                if child.children and child not in nodes:
+                    nodes.add(child)
+                    todo.append(child)
         self.grad = 1.0
-        for v in sorted(graph, key=lambda v: v.serial, reverse=True):  # parents before children
+        for v in sorted(nodes, key=lambda v: v.serial, reverse=True):  # parents before children
             for child, local_grad in zip(v.children, v.local_grads):
                 child.grad += local_grad * v.grad
 
@@ -88,16 +122,15 @@ def matrix(nout, nin, init):
 
 
 def linear(x, w):
-    """w @ x, one fused dot-product node per row of w: its local gradients are the other vector.
-    Same floats as a chain of * and + nodes added left to right from 0, a fraction of the nodes."""
-    xd = [xi.data for xi in x]
-    wds = [[wi.data for wi in row] for row in w]
-    return [Value(reduce(add, map(mul, wd, xd), 0.0), row + x, xd + wd) for row, wd in zip(w, wds)]
-
-
-def dot(a, b):
-    """a · b as one node."""
-    return linear(b, [a])[0]
+    """w @ x, one node per row of w: the dot product of that row with x."""
+    x_data = [xi.data for xi in x]
+    out = []
+    for row in w:
+        row_data = [wi.data for wi in row]
+        # reduce adds left to right from 0 as the reference does (sum() of floats rounds otherwise).
+        # d/d(row[i]) is x[i] and d/d(x[i]) is row[i]: the local gradients are the children, crossed.
+        out.append(Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data))
+    return out
 
 
 def softmax(logits):
@@ -109,13 +142,14 @@ def softmax(logits):
 
 
 def rmsnorm(x):
-    """Rescale x to unit root-mean-square."""
-    scale = (dot(x, x) / len(x) + 1e-5) ** -0.5
+    """Rescale x to unit root-mean-square, so activations keep one size from layer to layer."""
+    scale = (linear(x, [x])[0] / len(x) + 1e-5) ** -0.5  # linear(x, [x]): x · x as one node
     return [xi * scale for xi in x]
 
 
 def cross_entropy(logits, target):
-    """-log(softmax(logits)[target]) as one stable node; its local gradients: softmax - one-hot."""
+    """-log(softmax(logits)[target]) as one node: low when the model gave the target a high
+    probability. Its local gradients are d/d(logit i) = probability i - (1 if i is the target)."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
     total = sum(exps)
@@ -123,22 +157,23 @@ def cross_entropy(logits, target):
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
-# The model: a GPT-2-style transformer that reads one character at a time.
-SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
-
-
+# The model: a GPT-2-style transformer that reads one token at a time and predicts the next.
 class GPT:
-    """A character-level GPT: settings, vocabulary and parameters. Calling it runs one position."""
+    """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position."""
 
-    def __init__(self, uchars, n_layer=1, n_embd=16, n_head=4, block_size=16,
+    def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):
-        self.uchars, self.vocab_size = uchars, len(uchars) + 1
-        self.BOS = len(uchars)  # one extra token marks where a document begins and ends
-        self.ids = {ch: i for i, ch in enumerate(uchars)}
-        self.n_layer, self.n_embd = n_layer, n_embd
-        self.n_head, self.block_size = n_head, block_size
-        self.wte, self.wpe, self.lm_head = [matrix(n, n_embd, init) for n in
-                                            (self.vocab_size, block_size, self.vocab_size)]
+        if min(n_layer, n_embd, n_head, block_size) < 1 or n_embd % n_head:
+            raise ValueError(f'n_layer {n_layer}, n_embd {n_embd}, n_head {n_head}, block_size '
+                             f'{block_size}: each must be at least 1, and n_head divide n_embd')
+        self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
+        self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
+        # In the reference's order: a row of n_embd numbers (an embedding) per token and per
+        # position, the output layer, then per layer attention's four square matrices and the MLP,
+        # which widens each position 4x and narrows it back.
+        self.wte = matrix(tokenizer.vocab_size, n_embd, init)
+        self.wpe = matrix(block_size, n_embd, init)
+        self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
         e = n_embd
         shapes = dict(wq=(e, e), wk=(e, e), wv=(e, e), wo=(e, e), fc1=(4 * e, e), fc2=(e, 4 * e))
         self.layers = [{name: matrix(*shape, init) for name, shape in shapes.items()}
@@ -146,28 +181,30 @@ class GPT:
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
-    def encode(self, text):
-        return [self.ids[ch] for ch in text]
-
     def empty_cache(self):
         """Per layer, the keys and the values of the positions read so far: none yet."""
         return [[] for _ in self.layers], [[] for _ in self.layers]
 
     def __call__(self, token, pos, keys, values):
         """Logits for the token after `token` at position `pos`; appends to the key/value cache."""
-        hd = self.n_embd // self.n_head  # channels per head
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, layer_keys, layer_values in zip(self.layers, keys, values):
+            # Attention: this position's query meets every cached key; their values are mixed.
             residual, x = x, rmsnorm(x)
-            q = linear(x, layer['wq'])
+            query = linear(x, layer['wq'])
             layer_keys.append(linear(x, layer['wk']))
             layer_values.append(linear(x, layer['wv']))
+            # No causal mask is needed: the cache holds only the positions up to this one.
             heads = []
-            for h in range(0, self.n_embd, hd):  # each head attends with its own slice of channels
-                scores = linear(q[h:h + hd], [k[h:h + hd] for k in layer_keys])
-                att = softmax([s / hd**0.5 for s in scores])
-                heads += linear(att, [[v[j] for v in layer_values] for j in range(h, h + hd)])
+            for start in range(0, self.n_embd, self.head_dim):  # each head, a slice of channels,
+                head = slice(start, start + self.head_dim)  # can attend to something else
+                scores = linear(query[head], [k[head] for k in layer_keys])  # one per position
+                # dividing by sqrt(head_dim) keeps scores near unit size, so softmax is not too peaked
+                weights = softmax([s / self.head_dim**0.5 for s in scores])
+                value_columns = [[v[j] for v in layer_values] for j in range(start, head.stop)]
+                heads += linear(weights, value_columns)  # per channel, the weighted sum of values
             x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
+            # MLP: each position on its own, through a wider hidden layer and back.
             residual, x = x, rmsnorm(x)
             hidden = [z.relu() for z in linear(x, layer['fc1'])]
             x = [a + b for a, b in zip(linear(hidden, layer['fc2']), residual)]
@@ -187,173 +224,281 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 
 
 # Training: one document per step, predicting each next character from the ones before it.
-def document_loss(model, tokens):
-    """Mean cross-entropy of predicting each next token of one document (BOS ... BOS)."""
+def document_loss(model, doc):
+    """Mean cross-entropy of predicting each next token of BOS, the document, BOS."""
+    tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
     n = min(model.block_size, len(tokens) - 1)
     keys, values = model.empty_cache()
     return (1 / n) * sum(cross_entropy(model(tokens[i], i, keys, values), tokens[i + 1])
                          for i in range(n))
 
 
-def train(model, docs, num_steps, lr=0.01):
-    """Train the model in place, yielding (step, loss) after each step's update."""
-    m, v = [0.0] * len(model.params), [0.0] * len(model.params)
-    for step in range(num_steps):
-        tokens = [model.BOS] + model.encode(docs[step % len(docs)]) + [model.BOS]
-        loss = document_loss(model, tokens)
+def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
+    """Train the model in place from step `start`, yielding (step, loss) after each update.
+    moments: Adam's running averages (m, v) of a run to continue; zeros by default."""
+    m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
+    for step in range(start, num_steps):
+        loss = document_loss(model, docs[step % len(docs)])
+        if not math.isfinite(loss.data):  # stop before a non-finite gradient reaches the model
+            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data}: training diverged'
+                                     f' at learning rate {lr}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
 
 
 # Sampling: generate new text one character at a time, feeding each back in.
-def sample(model, temperature=0.5, prompt=''):
-    """A new document starting with prompt, drawn a token at a time until BOS or the block ends."""
+def sample(model, temperature=0.5, prompt='', top_k=0):
+    """A document that starts with prompt, drawn a token at a time until BOS or the block ends.
+    Temperature below 1 sharpens the probabilities; top_k > 0 keeps only the k likeliest."""
     keys, values = model.empty_cache()
-    tokens = [model.BOS] + model.encode(prompt)
+    tokens = model.tokenizer.encode(prompt)
     for pos in range(model.block_size):
         logits = model(tokens[pos], pos, keys, values)
         if pos + 1 < len(tokens):
             continue  # still reading the prompt into the cache
-        probs = softmax([z / temperature for z in logits])
-        tokens.append(random.choices(range(model.vocab_size), weights=[p.data for p in probs])[0])
-        if tokens[-1] == model.BOS:
+        probs = [p.data for p in softmax([z / temperature for z in logits])]
+        if top_k:
+            floor = sorted(probs, reverse=True)[:top_k][-1]
+            probs = [p if p >= floor else 0.0 for p in probs]
+        tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
+        if tokens[-1] == model.tokenizer.BOS:
             break
-    return ''.join(model.uchars[t] for t in tokens[1:] if t != model.BOS)
+    return model.tokenizer.decode(tokens)
 
 
-# Checkpoints: settings, vocabulary and parameters as JSON, so loading one runs no code.
-def save(model, path):
-    """Write a checkpoint atomically: a crash mid-write never leaves a broken file at path."""
+# The lesson ends here; the rest is plumbing: checkpoints and the command line.
+SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
+SAVE_EVERY = 100  # steps between checkpoints while training: a kill loses at most these
+HELD_OUT = 100  # documents after the last one trained on, to measure the loss on unseen text
+
+
+def save(model, path, run):
+    """Write a JSON checkpoint atomically: a crash mid-write never leaves a broken file at path."""
+    if not all(math.isfinite(p.data) for p in model.params):
+        raise FloatingPointError(f'the model is no longer finite, so {path} was not written')
     with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
-        json.dump({'format': 'microgpt', 'version': 1, 'vocab': ''.join(model.uchars),
+        json.dump({'format': 'microgpt', 'version': 2, 'vocab': ''.join(model.tokenizer.chars),
                    'config': {k: getattr(model, k) for k in SIZES},
-                   'params': [p.data for p in model.params]}, f)  # repr floats read back exactly
+                   'params': [p.data for p in model.params],  # repr floats read back exactly
+                   'run': {**run, 'random': random.getstate()}}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(f'{path}.tmp', path)
 
 
 def load(path):
-    """The model in a checkpoint written by save(), or a clear error if it is not one."""
+    """The model and the run (None in version 1) of a checkpoint written by save()."""
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
     try:
-        ckpt = json.loads(read_text(path, '--load'))
-        if (ckpt['format'], ckpt['version']) != ('microgpt', 1):
-            raise ValueError('its format is not microgpt version 1')
+        ckpt = json.loads(text)
+        if ckpt['format'] != 'microgpt' or ckpt['version'] not in (1, 2):
+            raise ValueError('its format is not microgpt version 1 or 2')
         floats = iter(ckpt['params'])  # handed out in the order the parameters are created
-        model = GPT(list(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
+        model = GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
         if next(floats, None) is not None:
             raise ValueError('it has more parameters than its settings need')
-        if min(getattr(model, k) for k in SIZES) < 1 or model.n_embd % model.n_head:
-            raise ValueError(f'its settings make no model: {ckpt["config"]}')
-        return model
-    except (KeyError, TypeError, ValueError, ArithmeticError, StopIteration) as e:
-        fail(f'--load {path} is not a valid microgpt checkpoint ({type(e).__name__}: {e})')
+        return model, ckpt.get('run')
+    except (KeyError, TypeError, ValueError, StopIteration) as e:
+        raise ValueError(f'{path} is not a microgpt checkpoint ({type(e).__name__}: {e})') from None
 
 
-# Command line: train, sample, save and load; bad input gets one clear line, not a traceback.
-def fail(message):
-    """Report bad input in one line on stderr and exit with status 2."""
-    print(f'microgpt: error: {message}', file=sys.stderr)
-    sys.exit(2)
+def explain(model, text):
+    """After BOS and after each character of text: the 5 likeliest next tokens, (prob, char)."""
+    keys, values = model.empty_cache()
+    for pos, token in enumerate(model.tokenizer.encode(text)):
+        probs = [p.data for p in softmax(model(token, pos, keys, values))]
+        yield text[:pos], sorted(zip(probs, model.tokenizer.chars + ['<end>']), reverse=True)[:5]
 
 
-def read_text(path, flag):
-    """The contents of a UTF-8 text file, or a clear error naming the flag that gave it."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            return f.read()
-    except (OSError, UnicodeError) as e:
-        fail(f'cannot read {flag} {path}: {getattr(e, "strerror", None) or e}')
+def sparkline(losses, encoding, width=40):
+    """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
+    bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # block characters, low to high
+    if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
+        bars = '_.-~=+*#'  # this output cannot show the block characters
+    n = min(width, len(losses))
+    means = [mean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
+    low, high = min(means), max(means)
+    curve = ''.join(bars[round(7 * (m - low) / ((high - low) or 1))] for m in means)
+    return f'loss curve: {means[0]:.4f} {curve} {means[-1]:.4f} ({n} slices of the steps)'
+
+
+def mean(numbers):
+    return sum(numbers) / len(numbers)
+
+
+def sha256(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)  # so main() reports it in one line, like every other error
+
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt')
+FLAGS = [  # flag, type, default, meaning
+    ('--data', str, DATA, 'UTF-8 text, one document a line'),
+    ('--steps', int, 1000, 'training steps'), ('--samples', int, 20, 'samples to print'),
+    ('--temperature', float, 0.5, 'sampling temperature, above 0: lower is safer'),
+    ('--top-k', int, 0, 'sample from the k likeliest tokens only; 0: all'),
+    ('--prompt', str, '', 'start every sample with this text'),
+    ('--explain', str, '', 'show what the model predicts after each character of this text'),
+    ('--seed', int, 42, 'random seed'), ('--lr', float, 0.01, 'Adam learning rate, above 0'),
+    ('--n-layer', int, 1, 'transformer layers'), ('--n-embd', int, 16, 'embedding width'),
+    ('--n-head', int, 4, 'attention heads'), ('--block-size', int, 16, 'context length'),
+    ('--save', str, '', f'write the model and the run here every {SAVE_EVERY} steps and at the end'),
+    ('--load', str, '', 'start from the model in this checkpoint'),
+    ('--resume', str, '', 'continue the run in this checkpoint to its planned end')]
 
 
 def parse_args(argv):
-    """The command-line settings, checked."""
-    here = os.path.dirname(os.path.abspath(__file__))  # so data/ is found from any folder
-    p = argparse.ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0],
-                                allow_abbrev=False)  # so sizes given by hand can be spotted
-    p.error = fail  # one line and exit status 2, instead of argparse's usage block
-    for flag, default, meaning in [
-            ('--data', os.path.join(here, 'data', 'names.txt'), 'UTF-8 text, one document a line'),
-            ('--steps', 1000, 'training steps'), ('--samples', 20, 'samples to print'),
-            ('--temperature', 0.5, 'sampling temperature'), ('--seed', 42, 'random seed'),
-            ('--lr', 0.01, 'Adam learning rate'), ('--n-layer', 1, 'transformer layers'),
-            ('--n-embd', 16, 'embedding width'), ('--n-head', 4, 'attention heads'),
-            ('--block-size', 16, 'context length'), ('--prompt', '', 'start every sample with it'),
-            ('--save', '', 'write the model to this checkpoint'), ('--load', '', 'start from it')]:
-        p.add_argument(flag, type=type(default), default=default, help=f'{meaning} ({default})')
-    a = p.parse_args(argv)
-    size_flags = ['--' + k.replace('_', '-') for k in SIZES]
-    sizes = [s for s in argv if s.split('=')[0] in size_flags]
-    for bad, message in [
-            (a.load and sizes, f'{" ".join(sizes)}: with --load, the checkpoint sets the sizes'),
-            (min(a.steps, a.samples) < 0, '--steps and --samples must be 0 or more'),
-            (not (a.temperature > 0 and a.lr > 0), '--temperature and --lr must be above 0'),
-            (min(a.n_layer, a.n_embd, a.n_head, a.block_size) < 1,
-             '--n-layer, --n-embd, --n-head and --block-size must be at least 1'),
-            (a.n_embd % max(a.n_head, 1), f'--n-head {a.n_head} must divide --n-embd {a.n_embd}'),
-            (a.save and not os.path.isdir(os.path.dirname(os.path.abspath(a.save))),
-             f'--save {a.save}: its folder does not exist')]:
-        if bad:
-            fail(message)
-    return a
+    """The command-line settings, with the values and combinations that make no sense refused."""
+    parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0])
+    for flag, kind, default, meaning in FLAGS:
+        parser.add_argument(flag, type=kind, default=default, help=f'{meaning} ({default})')
+    args = parser.parse_args(argv)
+    if not (0 < args.temperature < math.inf and 0 < args.lr < math.inf):
+        raise ValueError('--temperature and --lr must be finite numbers above 0')
+    if min(args.steps, args.samples, args.top_k) < 0:
+        raise ValueError('--steps, --samples and --top-k must be 0 or more')
+    given = {arg.split('=')[0] for arg in argv if arg.startswith('--')}
+    fixed = ['--' + k.replace('_', '-') for k in SIZES] + ['--load', '--seed', '--lr', '--steps']
+    clash = given & set(fixed[:4] + ['--resume'] if args.load else fixed if args.resume else [])
+    if clash:
+        raise ValueError(f'{" ".join(sorted(clash))}: the checkpoint sets these; leave them out')
+    if args.resume and '--data' not in given:
+        args.data = None  # the run's own data file
+    return args
 
 
-def main(argv=None):
-    """The command line; returns the exit status: 0, or 130 after Ctrl-C."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    stop = []  # Ctrl-C appends here: the step or sample in progress finishes, then the run stops
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
-    gc.disable()  # the graph has no reference cycles, so the cycle collector would only cost time
-    try:
-        return run(args, stop)
-    finally:  # leave the caller's process as it was
-        gc.enable()
-        signal.signal(signal.SIGINT, previous)
-
-
-def run(args, stop):
-    """Load or build the model, train it, save it and sample from it, as the flags say."""
+def prepare(args):
+    """The model, the documents and the run the flags ask for, printing what the reference does."""
+    model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
+    if args.resume:
+        args.seed, args.data = resumable(run, args)
     random.seed(args.seed)
-    model, docs = load(args.load) if args.load else None, []
-    if args.steps or not model:
-        docs = [line.strip() for line in read_text(args.data, '--data').split('\n') if line.strip()]
-        if not docs:
-            fail(f'--data {args.data} has no documents: give a text file, one document per line')
-        random.shuffle(docs)
+    docs = read_documents(args.data) if args.steps or args.resume or not model else []
+    if docs:
         print(f'num docs: {len(docs)}')
-    model = model or GPT(sorted(set(''.join(docs))), *(getattr(args, k) for k in SIZES))
-    unknown = ''.join(sorted(set(args.prompt + ''.join(docs)) - set(model.uchars)))
-    if unknown:
-        fail(f'{unknown!r} is not in the vocabulary of the model ({"".join(model.uchars)!r})')
-    if len(args.prompt) >= model.block_size:
-        fail(f'--prompt fills the whole block of {model.block_size}: leave room to generate')
-    print(f'vocab size: {model.vocab_size}\nnum params: {len(model.params)}')
-    tty, start = sys.stdout.isatty(), time.perf_counter()
-    for step, loss in train(model, docs, args.steps, args.lr):
-        line = f'step {step + 1:4d} / {args.steps:4d} | loss {loss:.4f}'
-        if tty:  # one line, rewritten in place, with speed and time left
-            rate = (step + 1) / (time.perf_counter() - start)
-            line = f'\r{line} | {rate:.1f} steps/s | {(args.steps - step - 1) / rate:.0f} s left '
-        print(line, end='' if tty else '\n', flush=tty)
-        if stop:
-            break
-    if tty and args.steps:
-        print()
-    if args.save:
-        save(model, args.save)
-        print(f'saved the model to {args.save}')
-    if args.samples and not stop:
+    model = model or GPT(Tokenizer(''.join(docs)), *(getattr(args, k) for k in SIZES))
+    model.tokenizer.encode(''.join(docs) + args.prompt + args.explain)  # all in the vocabulary?
+    if max(len(args.prompt), len(args.explain)) >= model.block_size:
+        raise ValueError(f'--prompt and --explain must leave room in the block of {model.block_size}')
+    print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
+    if args.resume:
+        random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
+        return model, docs, run
+    n = len(model.params)
+    return model, docs, dict(seed=args.seed, steps=args.steps, lr=args.lr, losses=[], m=[0.0] * n,
+                             v=[0.0] * n, data=docs and os.path.abspath(args.data),
+                             sha256=docs and sha256(args.data), pretrained=bool(args.load))
+
+
+def resumable(run, args):
+    """The seed and the data file of the run to resume, the data checked to be the same bytes."""
+    if not run or len(run['losses']) >= run['steps']:
+        raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
+    data = args.data or run['data']
+    if sha256(data) != run['sha256']:
+        raise ValueError(f'{data} is not the data this run trained on: its SHA-256 differs')
+    return run['seed'], data
+
+
+def train_and_save(model, docs, run, args, stop):
+    """Train to the run's planned end, printing each step; with a path, checkpoint as it goes."""
+    path = args.save or args.resume
+    first = saved = len(run['losses'])
+    if args.save and not args.resume:
+        save(model, path, run)  # at step 0, so a path that cannot be written fails before training
+    start_time, tty = time.perf_counter(), sys.stdout.isatty()
+    try:
+        for step, loss in train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v'])):
+            run['losses'].append(loss)
+            line = f'step {step + 1:4d} / {run["steps"]:4d} | loss {loss:.4f}'
+            if tty:  # one line rewritten in place, with the trend, the speed and the time left
+                rate = (step + 1 - first) / (time.perf_counter() - start_time)
+                line = (f'\r{line} | last 100: {mean(run["losses"][-100:]):.4f} | {rate:.1f} '
+                        f'steps/s | {(run["steps"] - step - 1) / rate:.0f} s left ')
+            print(line, end='' if tty else '\n', flush=tty)
+            if path and (stop or (step + 1) % SAVE_EVERY == 0 or step + 1 == run['steps']):
+                save(model, path, run)
+                saved = step + 1
+            if stop:
+                break
+    except FloatingPointError as e:
+        raise FloatingPointError(f'{e}: try a lower --lr' + (f'; {path} holds step {saved}' if path
+                                                            else '')) from None
+    if tty and len(run['losses']) > first:
+        print()  # end the line that was rewritten in place
+    if path:
+        print(f'saved the model and the run to {path}')
+
+
+def report(model, docs, run, args):
+    """What the run learned: the loss curve, the loss on unseen documents, what the model predicts."""
+    losses, steps = run['losses'], run['steps']
+    if losses:
+        print(sparkline(losses, sys.stdout.encoding))
+    unseen = docs[steps:steps + HELD_OUT]  # training read the documents in order, up to steps
+    if losses and not run['pretrained']:
+        print(f'held-out loss {mean([document_loss(model, doc).data for doc in unseen]):.4f} on '
+              f'{len(unseen)} documents never trained on (mean of the last 100 steps: '
+              f'{mean(losses[-100:]):.4f})' if unseen else
+              f'held-out loss: none, all {len(docs)} documents were trained on')
+    if args.explain:
+        print(f'\n--- what the model predicts after each prefix of {args.explain!r} ---')
+    for prefix, top in explain(model, args.explain) if args.explain else []:
+        guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
+        print(f'{prefix:>{len(args.explain)}} -> {guesses}')
+
+
+def print_samples(model, docs, args, stop):
+    """The reference's sample lines, then how many samples are new: not documents of the data."""
+    if args.samples:
         print('\n--- inference (new, hallucinated names) ---')
+    texts = []
     for i in range(args.samples):
         if stop:
             break
-        print(f'sample {i + 1:2d}: {sample(model, args.temperature, args.prompt)}')
-    if stop:
-        keep = f'saved in {args.save}' if args.save else 'add --save PATH to keep it next time'
-        print(f'interrupted: the model is {keep}', file=sys.stderr)
-        return 130
-    return 0
+        texts.append(sample(model, args.temperature, args.prompt, args.top_k))
+        print(f'sample {i + 1:2d}: {texts[-1]}')
+    if docs and texts:
+        print(f'new: {sum(t not in set(docs) for t in texts)} of {len(texts)} samples are not in the data')
+
+
+def main(argv=None):
+    """The command line. Its exit status: 0 when done, 1 when training diverged, 2 for bad input,
+    130 after Ctrl-C and 143 after SIGTERM (the step in progress finishes, then the run stops)."""
+    stop = []  # a signal appends its number here; the loops check it between steps and samples
+    handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    collecting = gc.isenabled()
+    if sys.implementation.name == 'cpython':  # PyPy's collector is its only one, so it stays on
+        gc.disable()  # the graph has no reference cycles: CPython's cycle collector only costs time
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        model, docs, run = prepare(args)
+        train_and_save(model, docs, run, args, stop)
+        if not stop:
+            report(model, docs, run, args)
+            print_samples(model, docs, args, stop)
+        if stop:
+            path = args.save or args.resume
+            keep = f'continue it with --resume {path}' if path else 'add --save PATH to keep it'
+            print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
+        return 128 + stop[0] if stop else 0
+    except (ArithmeticError, OSError, ValueError) as e:
+        message = f'{e.filename}: {e.strerror}' if isinstance(e, OSError) and e.filename else e
+        print(f'microgpt: error: {message}', file=sys.stderr)
+        return 1 if isinstance(e, ArithmeticError) else 2
+    finally:  # leave the caller's process as it was
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if collecting:
+            gc.enable()
 
 
 if __name__ == '__main__':
