@@ -17,12 +17,14 @@ import itertools
 import json
 import math
 import os
+import pathlib
 import random
 import signal
 import sys
 import time
 from functools import reduce
 from operator import add, mul, neg, sub, truediv
+from statistics import fmean
 
 
 # Data and tokenizer: the documents (here, names) and the token ids a model reads them as.
@@ -42,14 +44,11 @@ class Tokenizer:
     def __init__(self, text):
         self.chars = sorted(set(text))  # the vocabulary: ids 0 .. len - 1
         self.BOS = len(self.chars)  # marks both where a document begins and where it ends
-        self.vocab_size = len(self.chars) + 1
+        self.vocab_size = self.BOS + 1
 
     def encode(self, text):
         """BOS, then the id of each character: the beginning of a document."""
-        unknown = ''.join(sorted(set(text) - set(self.chars)))
-        if unknown:
-            raise ValueError(f'{unknown!r} is not in the vocabulary {"".join(self.chars)!r}')
-        return [self.BOS] + [self.chars.index(ch) for ch in text]
+        return [self.BOS] + [self.chars.index(ch) for ch in text]  # ValueError: not in the vocabulary
 
     def decode(self, tokens):
         return ''.join(self.chars[t] for t in tokens if t != self.BOS)
@@ -80,7 +79,7 @@ def _function(forward, derivative):
 
 class Value:
     """A scalar in a computation graph: its data, its gradient, and the children it came from."""
-    __slots__ = ('data', 'grad', 'children', 'local_grads', 'serial')  # no per-object dict: lean
+    __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')  # no per-object dict: lean
     _serials = itertools.count()  # creation order: a value is always created after its children
 
     def __init__(self, data, children=(), local_grads=()):
@@ -164,20 +163,18 @@ class GPT:
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):
         if min(n_layer, n_embd, n_head, block_size) < 1 or n_embd % n_head:
-            raise ValueError(f'n_layer {n_layer}, n_embd {n_embd}, n_head {n_head}, block_size '
-                             f'{block_size}: each must be at least 1, and n_head divide n_embd')
+            raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
-        # In the reference's order: a row of n_embd numbers (an embedding) per token and per
-        # position, the output layer, then per layer attention's four square matrices and the MLP,
-        # which widens each position 4x and narrows it back.
+        # In the reference's order: an embedding (a row of n_embd numbers) per token and per
+        # position, the output layer (a logit per token), then each layer's matrices.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
-        e = n_embd
-        shapes = dict(wq=(e, e), wk=(e, e), wv=(e, e), wo=(e, e), fc1=(4 * e, e), fc2=(e, 4 * e))
-        self.layers = [{name: matrix(*shape, init) for name, shape in shapes.items()}
-                       for _ in range(n_layer)]
+        e = n_embd  # attention has four square matrices; the MLP widens 4x, then narrows back
+        shapes = {'wq': (e, e), 'wk': (e, e), 'wv': (e, e), 'wo': (e, e), 'fc1': (4 * e, e),
+                  'fc2': (e, 4 * e)}
+        self.layers = [{k: matrix(*shape, init) for k, shape in shapes.items()} for _ in range(n_layer)]
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
@@ -239,9 +236,6 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
-        if not math.isfinite(loss.data):  # stop before a non-finite gradient reaches the model
-            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data}: training diverged'
-                                     f' at learning rate {lr}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
@@ -258,9 +252,8 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
         if pos + 1 < len(tokens):
             continue  # still reading the prompt into the cache
         probs = [p.data for p in softmax([z / temperature for z in logits])]
-        if top_k:
-            floor = sorted(probs, reverse=True)[:top_k][-1]
-            probs = [p if p >= floor else 0.0 for p in probs]
+        floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0  # top_k 0: keep them all
+        probs = [p if p >= floor else 0.0 for p in probs]
         tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
         if tokens[-1] == model.tokenizer.BOS:
             break
@@ -270,29 +263,26 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
 # The lesson ends here; the rest is plumbing: checkpoints and the command line.
 SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
 SAVE_EVERY = 100  # steps between checkpoints while training: a kill loses at most these
-HELD_OUT = 100  # documents after the last one trained on, to measure the loss on unseen text
 
 
 def save(model, path, run):
     """Write a JSON checkpoint atomically: a crash mid-write never leaves a broken file at path."""
     if not all(math.isfinite(p.data) for p in model.params):
-        raise FloatingPointError(f'the model is no longer finite, so {path} was not written')
+        raise FloatingPointError(f'the model is no longer finite, so {path} was kept as it was')
     with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
         json.dump({'format': 'microgpt', 'version': 2, 'vocab': ''.join(model.tokenizer.chars),
                    'config': {k: getattr(model, k) for k in SIZES},
                    'params': [p.data for p in model.params],  # repr floats read back exactly
                    'run': {**run, 'random': random.getstate()}}, f)
         f.flush()
-        os.fsync(f.fileno())
+        os.fsync(f.fileno())  # on the disk before it replaces the previous checkpoint
     os.replace(f'{path}.tmp', path)
 
 
 def load(path):
     """The model and the run (None in version 1) of a checkpoint written by save()."""
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
     try:
-        ckpt = json.loads(text)
+        ckpt = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
         if ckpt['format'] != 'microgpt' or ckpt['version'] not in (1, 2):
             raise ValueError('its format is not microgpt version 1 or 2')
         floats = iter(ckpt['params'])  # handed out in the order the parameters are created
@@ -318,19 +308,10 @@ def sparkline(losses, encoding, width=40):
     if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
         bars = '_.-~=+*#'  # this output cannot show the block characters
     n = min(width, len(losses))
-    means = [mean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
+    means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
     low, high = min(means), max(means)
     curve = ''.join(bars[round(7 * (m - low) / ((high - low) or 1))] for m in means)
     return f'loss curve: {means[0]:.4f} {curve} {means[-1]:.4f} ({n} slices of the steps)'
-
-
-def mean(numbers):
-    return sum(numbers) / len(numbers)
-
-
-def sha256(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -340,18 +321,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt')
 FLAGS = [  # flag, type, default, meaning
-    ('--data', str, DATA, 'UTF-8 text, one document a line'),
-    ('--steps', int, 1000, 'training steps'), ('--samples', int, 20, 'samples to print'),
-    ('--temperature', float, 0.5, 'sampling temperature, above 0: lower is safer'),
-    ('--top-k', int, 0, 'sample from the k likeliest tokens only; 0: all'),
-    ('--prompt', str, '', 'start every sample with this text'),
+    ('--data', str, DATA, 'UTF-8 text, a document a line'), ('--seed', int, 42, 'random seed'),
+    ('--steps', int, 1000, 'training steps'), ('--lr', float, 0.01, 'learning rate, above 0'),
+    ('--samples', int, 20, 'samples to print'), ('--top-k', int, 0, 'sample the k likeliest; 0: all'),
+    ('--temperature', float, 0.5, 'above 0; lower is safer'), ('--prompt', str, '', 'start samples'),
     ('--explain', str, '', 'show what the model predicts after each character of this text'),
-    ('--seed', int, 42, 'random seed'), ('--lr', float, 0.01, 'Adam learning rate, above 0'),
     ('--n-layer', int, 1, 'transformer layers'), ('--n-embd', int, 16, 'embedding width'),
     ('--n-head', int, 4, 'attention heads'), ('--block-size', int, 16, 'context length'),
     ('--save', str, '', f'write the model and the run here every {SAVE_EVERY} steps and at the end'),
-    ('--load', str, '', 'start from the model in this checkpoint'),
-    ('--resume', str, '', 'continue the run in this checkpoint to its planned end')]
+    ('--load', str, '', 'start from this checkpoint'), ('--resume', str, '', 'continue its run')]
 
 
 def parse_args(argv):
@@ -364,109 +342,94 @@ def parse_args(argv):
         raise ValueError('--temperature and --lr must be finite numbers above 0')
     if min(args.steps, args.samples, args.top_k) < 0:
         raise ValueError('--steps, --samples and --top-k must be 0 or more')
-    given = {arg.split('=')[0] for arg in argv if arg.startswith('--')}
-    fixed = ['--' + k.replace('_', '-') for k in SIZES] + ['--load', '--seed', '--lr', '--steps']
-    clash = given & set(fixed[:4] + ['--resume'] if args.load else fixed if args.resume else [])
+    given = {arg.split('=')[0] for arg in argv}
+    fixed = ['--n-layer', '--n-embd', '--n-head', '--block-size']  # what a checkpoint decides
+    fixed += ['--load', '--seed', '--lr', '--steps'] if args.resume else ['--resume']
+    clash = sorted(given & set(fixed)) if args.load or args.resume else []
     if clash:
-        raise ValueError(f'{" ".join(sorted(clash))}: the checkpoint sets these; leave them out')
-    if args.resume and '--data' not in given:
-        args.data = None  # the run's own data file
+        raise ValueError(f'{" ".join(clash)}: the checkpoint decides these, so leave them out')
+    args.data = None if args.resume and '--data' not in given else args.data  # None: the run's
+    args.save = args.save or args.resume  # a resumed run is saved where it was
     return args
 
 
 def prepare(args):
     """The model, the documents and the run the flags ask for, printing what the reference does."""
     model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
+    if args.resume and not (run and len(run['losses']) < run['steps']):
+        raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
     if args.resume:
-        args.seed, args.data = resumable(run, args)
+        args.seed, args.data = run['seed'], args.data or run['data']
     random.seed(args.seed)
     docs = read_documents(args.data) if args.steps or args.resume or not model else []
+    digest = docs and hashlib.sha256(pathlib.Path(args.data).read_bytes()).hexdigest()
+    if args.resume and digest != run['sha256']:
+        raise ValueError(f'{args.data} is not the data the run trained on: its SHA-256 differs')
     if docs:
         print(f'num docs: {len(docs)}')
     model = model or GPT(Tokenizer(''.join(docs)), *(getattr(args, k) for k in SIZES))
-    model.tokenizer.encode(''.join(docs) + args.prompt + args.explain)  # all in the vocabulary?
+    unknown = set(''.join(docs) + args.prompt + args.explain) - set(model.tokenizer.chars)
+    if unknown:
+        raise ValueError(f'{"".join(sorted(unknown))!r}: not in the vocabulary of the model')
     if max(len(args.prompt), len(args.explain)) >= model.block_size:
-        raise ValueError(f'--prompt and --explain must leave room in the block of {model.block_size}')
+        raise ValueError(f'--prompt and --explain must be shorter than the block ({model.block_size})')
     print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
     if args.resume:
         random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
         return model, docs, run
     n = len(model.params)
-    return model, docs, dict(seed=args.seed, steps=args.steps, lr=args.lr, losses=[], m=[0.0] * n,
-                             v=[0.0] * n, data=docs and os.path.abspath(args.data),
-                             sha256=docs and sha256(args.data), pretrained=bool(args.load))
-
-
-def resumable(run, args):
-    """The seed and the data file of the run to resume, the data checked to be the same bytes."""
-    if not run or len(run['losses']) >= run['steps']:
-        raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
-    data = args.data or run['data']
-    if sha256(data) != run['sha256']:
-        raise ValueError(f'{data} is not the data this run trained on: its SHA-256 differs')
-    return run['seed'], data
+    return model, docs, {'seed': args.seed, 'steps': args.steps, 'lr': args.lr, 'losses': [],
+                         'm': [0.0] * n, 'v': [0.0] * n, 'data': docs and os.path.abspath(args.data),
+                         'sha256': digest, 'pretrained': bool(args.load)}
 
 
 def train_and_save(model, docs, run, args, stop):
     """Train to the run's planned end, printing each step; with a path, checkpoint as it goes."""
-    path = args.save or args.resume
-    first = saved = len(run['losses'])
-    if args.save and not args.resume:
+    path, first, start_time = args.save, len(run['losses']), time.perf_counter()
+    if path and not first:
         save(model, path, run)  # at step 0, so a path that cannot be written fails before training
-    start_time, tty = time.perf_counter(), sys.stdout.isatty()
-    try:
-        for step, loss in train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v'])):
-            run['losses'].append(loss)
-            line = f'step {step + 1:4d} / {run["steps"]:4d} | loss {loss:.4f}'
-            if tty:  # one line rewritten in place, with the trend, the speed and the time left
-                rate = (step + 1 - first) / (time.perf_counter() - start_time)
-                line = (f'\r{line} | last 100: {mean(run["losses"][-100:]):.4f} | {rate:.1f} '
-                        f'steps/s | {(run["steps"] - step - 1) / rate:.0f} s left ')
-            print(line, end='' if tty else '\n', flush=tty)
-            if path and (stop or (step + 1) % SAVE_EVERY == 0 or step + 1 == run['steps']):
-                save(model, path, run)
-                saved = step + 1
-            if stop:
-                break
-    except FloatingPointError as e:
-        raise FloatingPointError(f'{e}: try a lower --lr' + (f'; {path} holds step {saved}' if path
-                                                            else '')) from None
-    if tty and len(run['losses']) > first:
+    for step, loss in train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v'])):
+        if not math.isfinite(loss):  # diverged: the last checkpoint stays as it was
+            held = f'; {path} holds step {len(load(path)[1]["losses"])}' if path else ''
+            raise FloatingPointError(f'step {step + 1}: loss {loss} at --lr {run["lr"]}: try lower{held}')
+        run['losses'].append(loss)
+        line = f'step {step + 1:4d} / {run["steps"]:4d} | loss {loss:.4f}'
+        if sys.stdout.isatty():  # one line rewritten in place, with the trend, speed and time left
+            rate = (step + 1 - first) / (time.perf_counter() - start_time)
+            line = (f'\r{line} | last 100: {fmean(run["losses"][-100:]):.4f} | '
+                    f'{rate:.1f} steps/s | {(run["steps"] - step - 1) / rate:.0f} s left ')
+        print(line, end='' if line[0] == '\r' else '\n', flush=True)
+        if path and (stop or (step + 1) % SAVE_EVERY == 0 or step + 1 == run['steps']):
+            save(model, path, run)
+        if stop:
+            break
+    if sys.stdout.isatty() and len(run['losses']) > first:
         print()  # end the line that was rewritten in place
-    if path:
-        print(f'saved the model and the run to {path}')
 
 
-def report(model, docs, run, args):
-    """What the run learned: the loss curve, the loss on unseen documents, what the model predicts."""
+def report(model, docs, run, args, stop):
+    """What the run learned: its loss curve, the loss on documents it never saw, what the model
+    predicts after each character of --explain, samples, and how many of them are new."""
     losses, steps = run['losses'], run['steps']
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
-    unseen = docs[steps:steps + HELD_OUT]  # training read the documents in order, up to steps
+    unseen = docs[steps:steps + 100]  # training read the documents in order, up to steps
     if losses and not run['pretrained']:
-        print(f'held-out loss {mean([document_loss(model, doc).data for doc in unseen]):.4f} on '
-              f'{len(unseen)} documents never trained on (mean of the last 100 steps: '
-              f'{mean(losses[-100:]):.4f})' if unseen else
+        held_out = unseen and fmean(document_loss(model, doc).data for doc in unseen)
+        print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of the'
+              f' last 100 steps: {fmean(losses[-100:]):.4f})' if unseen else
               f'held-out loss: none, all {len(docs)} documents were trained on')
-    if args.explain:
-        print(f'\n--- what the model predicts after each prefix of {args.explain!r} ---')
     for prefix, top in explain(model, args.explain) if args.explain else []:
         guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
-        print(f'{prefix:>{len(args.explain)}} -> {guesses}')
-
-
-def print_samples(model, docs, args, stop):
-    """The reference's sample lines, then how many samples are new: not documents of the data."""
+        print(f'next after {prefix!r:>{len(args.explain) + 2}}: {guesses}')
     if args.samples:
         print('\n--- inference (new, hallucinated names) ---')
     texts = []
-    for i in range(args.samples):
-        if stop:
-            break
+    while len(texts) < args.samples and not stop:
         texts.append(sample(model, args.temperature, args.prompt, args.top_k))
-        print(f'sample {i + 1:2d}: {texts[-1]}')
+        print(f'sample {len(texts):2d}: {texts[-1]}')
     if docs and texts:
-        print(f'new: {sum(t not in set(docs) for t in texts)} of {len(texts)} samples are not in the data')
+        print(f'new: {len(set(texts) - set(docs))} of {len(texts)} samples are not in the data')
 
 
 def main(argv=None):
@@ -475,7 +438,6 @@ def main(argv=None):
     stop = []  # a signal appends its number here; the loops check it between steps and samples
     handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    collecting = gc.isenabled()
     if sys.implementation.name == 'cpython':  # PyPy's collector is its only one, so it stays on
         gc.disable()  # the graph has no reference cycles: CPython's cycle collector only costs time
     try:
@@ -483,22 +445,18 @@ def main(argv=None):
         model, docs, run = prepare(args)
         train_and_save(model, docs, run, args, stop)
         if not stop:
-            report(model, docs, run, args)
-            print_samples(model, docs, args, stop)
+            report(model, docs, run, args, stop)
         if stop:
-            path = args.save or args.resume
-            keep = f'continue it with --resume {path}' if path else 'add --save PATH to keep it'
-            print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
+            print(f'interrupted at step {len(run["losses"])}; to go on: --resume {args.save or "PATH"}'
+                  + ('' if args.save else ' after a run with --save PATH'), file=sys.stderr)
         return 128 + stop[0] if stop else 0
     except (ArithmeticError, OSError, ValueError) as e:
-        message = f'{e.filename}: {e.strerror}' if isinstance(e, OSError) and e.filename else e
-        print(f'microgpt: error: {message}', file=sys.stderr)
+        print(f'microgpt: error: {e}', file=sys.stderr)
         return 1 if isinstance(e, ArithmeticError) else 2
-    finally:  # leave the caller's process as it was
+    finally:  # give an in-process caller back its signal handlers and the collector
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        if collecting:
-            gc.enable()
+        gc.enable()
 
 
 if __name__ == '__main__':
