@@ -236,6 +236,8 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
+        if not math.isfinite(loss.data):  # diverged: stop before the update spoils the model
+            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data} at learning rate {lr}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
@@ -388,10 +390,8 @@ def train_and_save(model, docs, run, args, stop):
     path, first, start_time = args.save, len(run['losses']), time.perf_counter()
     if path and not first:
         save(model, path, run)  # at step 0, so a path that cannot be written fails before training
-    for step, loss in train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v'])):
-        if not math.isfinite(loss):  # diverged: the last checkpoint stays as it was
-            held = f'; {path} holds step {len(load(path)[1]["losses"])}' if path else ''
-            raise FloatingPointError(f'step {step + 1}: loss {loss} at --lr {run["lr"]}: try lower{held}')
+    steps = train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v']))
+    for step, loss in diverged_as_error(steps, path):
         run['losses'].append(loss)
         line = f'step {step + 1:4d} / {run["steps"]:4d} | loss {loss:.4f}'
         if sys.stdout.isatty():  # one line rewritten in place, with the trend, speed and time left
@@ -405,6 +405,15 @@ def train_and_save(model, docs, run, args, stop):
             break
     if sys.stdout.isatty() and len(run['losses']) > first:
         print()  # end the line that was rewritten in place
+
+
+def diverged_as_error(steps, path):
+    """The training steps, with divergence reported as the error it is for the command line."""
+    try:
+        yield from steps
+    except FloatingPointError as e:  # the last checkpoint, with a finite model, stays as it was
+        held = f'; {path} still holds step {len(load(path)[1]["losses"])}' if path else ''
+        raise FloatingPointError(f'{e}: try a lower --lr{held}') from None
 
 
 def report(model, docs, run, args, stop):
@@ -429,7 +438,8 @@ def report(model, docs, run, args, stop):
         texts.append(sample(model, args.temperature, args.prompt, args.top_k))
         print(f'sample {len(texts):2d}: {texts[-1]}')
     if docs and texts:
-        print(f'new: {len(set(texts) - set(docs))} of {len(texts)} samples are not in the data')
+        new = [text for text in texts if text not in set(docs)]
+        print(f'new: {len(new)} of {len(texts)} samples are not in the data')
 
 
 def main(argv=None):
@@ -438,6 +448,7 @@ def main(argv=None):
     stop = []  # a signal appends its number here; the loops check it between steps and samples
     handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    collecting = gc.isenabled()
     if sys.implementation.name == 'cpython':  # PyPy's collector is its only one, so it stays on
         gc.disable()  # the graph has no reference cycles: CPython's cycle collector only costs time
     try:
@@ -453,10 +464,11 @@ def main(argv=None):
     except (ArithmeticError, OSError, ValueError) as e:
         print(f'microgpt: error: {e}', file=sys.stderr)
         return 1 if isinstance(e, ArithmeticError) else 2
-    finally:  # give an in-process caller back its signal handlers and the collector
+    finally:  # leave an in-process caller's signal handlers and collector as they were
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        gc.enable()
+        if collecting:
+            gc.enable()
 
 
 if __name__ == '__main__':

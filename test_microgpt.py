@@ -1,20 +1,40 @@
 """Every claim microgpt.py makes, checked: gradients against finite differences, the training
-loop against the reference run, and the command line end to end."""
+loop against the reference run, checkpoints and resumed runs against uninterrupted ones, and the
+command line end to end (in-process through main(), and as a real process where signals, the
+terminal or the exit status of the interpreter matter)."""
+import errno
 import gc
 import json
 import math
 import os
 import pty
+import random
 import re
 import signal
-import random
 import subprocess
 import sys
 
 import pytest
 
 import microgpt
-from microgpt import GPT, Value, adam, cross_entropy, document_loss, dot, linear, rmsnorm, sample
+from microgpt import (
+    GPT,
+    Tokenizer,
+    Value,
+    adam,
+    cross_entropy,
+    document_loss,
+    explain,
+    linear,
+    load,
+    read_documents,
+    rmsnorm,
+    sample,
+    save,
+    softmax,
+    sparkline,
+    train,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, 'microgpt.py')
@@ -27,6 +47,50 @@ TINY_LOSSES = [3.015782942630595, 2.9235750346957814, 2.9383463025373726, 3.1121
                2.873031292053204, 2.6050812080510912, 2.536181709685409, 2.9094401184865633,
                2.370171390965258, 2.5437772900710196, 3.1355101450951173, 3.1378906732989402]
 TINY_SAMPLES = ['acorlrliasemyhay', 'en', 'lyrv', 'asjramenrpncrwoa', 'cbaoyrwncyrwmtar']
+SMALL = ['--n-embd', '4', '--n-head', '1', '--block-size', '8']  # a model that trains in ~2 ms/step
+BLOCKS, RAMP = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588', '_.-~=+*#'
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    path = tmp_path / 'tiny.txt'
+    path.write_text('\n'.join(TINY_NAMES) + '\n', encoding='utf-8')
+    return str(path)
+
+
+def cli(capsys, *args):
+    """main() in-process: (exit status, stdout, stderr)."""
+    status = microgpt.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def run(*args, env=None, **kwargs):
+    """microgpt.py as a process, under the interpreter running the tests."""
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})}, check=False,
+                          **kwargs)
+
+
+def one_error_line(err, *expected):
+    """main()'s error report: one line, `microgpt: error: ...`, naming what is wrong."""
+    assert len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    assert err.startswith('microgpt: error: ') and all(e in err for e in expected), err
+
+
+def step_lines(out):
+    return [line for line in out.splitlines() if line.startswith('step ')]
+
+
+def samples_of(out):
+    return [line.split(': ', 1)[1] for line in out.splitlines() if line.startswith('sample ')]
+
+
+def shuffled_tiny_names(seed=42):
+    random.seed(seed)
+    docs = list(TINY_NAMES)
+    random.shuffle(docs)
+    return docs
 
 
 # --- The documented values of Value ---------------------------------------------------------
@@ -179,16 +243,63 @@ def test_backward_twice_accumulates():
     assert x.grad == 10.0
 
 
+# --- Data and tokenizer -------------------------------------------------------------------------
+
+def test_read_documents_strips_drops_blank_lines_and_shuffles_with_random(tmp_path):
+    path = tmp_path / 'docs.txt'
+    path.write_text('  emma \n\n\t\nolivia\r\nava\n  \nmia', encoding='utf-8')
+    random.seed(7)
+    docs = read_documents(str(path))
+    random.seed(7)
+    expected = ['emma', 'olivia', 'ava', 'mia']
+    random.shuffle(expected)  # the random stream's first use, as in the reference
+    assert docs == expected
+
+
+def test_read_documents_refuses_a_file_without_documents(tmp_path):
+    path = tmp_path / 'blank.txt'
+    path.write_text(' \n\n \t\n', encoding='utf-8')
+    with pytest.raises(ValueError, match='no documents'):
+        read_documents(str(path))
+
+
+def test_read_documents_refuses_non_utf8_with_a_value_error(tmp_path):
+    path = tmp_path / 'latin1.txt'
+    path.write_bytes('jos\xe9\n'.encode('latin-1'))
+    with pytest.raises(UnicodeDecodeError):
+        read_documents(str(path))
+    assert issubclass(UnicodeDecodeError, ValueError)  # so main() reports it as bad input
+
+
+def test_read_documents_lets_a_missing_file_raise_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_documents(str(tmp_path / 'nothing.txt'))
+
+
+def test_tokenizer_ids_are_the_sorted_characters_then_bos():
+    tok = Tokenizer('banana\ncab')
+    assert tok.chars == ['\n', 'a', 'b', 'c', 'n']
+    assert (tok.BOS, tok.vocab_size) == (5, 6)
+    assert tok.encode('cab') == [5, 3, 1, 2]  # BOS first: the beginning of a document
+    assert tok.encode('') == [5]
+    assert tok.decode([5, 3, 1, 2, 5]) == 'cab'  # BOS dropped wherever it is
+
+
+def test_tokenizer_refuses_unknown_characters_naming_them():
+    with pytest.raises(ValueError, match="'z'"):
+        Tokenizer('abc').encode('abz')
+
+
 # --- Helpers ----------------------------------------------------------------------------------
 
-def test_dot_has_the_same_floats_as_a_chain_of_nodes_and_the_right_gradients():
+def test_fused_dot_has_the_same_floats_as_a_chain_of_nodes_and_the_right_gradients():
     rng = random.Random(0)
     ws = [Value(rng.uniform(-1, 1)) for _ in range(37)]
     xs = [Value(rng.uniform(-1, 1)) for _ in range(37)]
     chain = 0
     for w, x in zip(ws, xs):
         chain = chain + w * x
-    fused = dot(ws, xs)
+    fused = linear(xs, [ws])[0]  # a dot product: one row of a linear layer
     assert fused.data == chain.data  # bit for bit
     assert len(fused.children) == 74  # one node, where the chain built 2 * 37
     fused.backward()
@@ -200,6 +311,14 @@ def test_linear_is_one_dot_per_row():
     w = [[Value(1.0), Value(2.0)], [Value(-3.0), Value(0.5)]]
     out = linear([Value(4.0), Value(-1.0)], w)
     assert [o.data for o in out] == [2.0, -12.5]
+
+
+def test_softmax_is_exp_over_the_sum_and_stable_for_huge_logits():
+    probs = [p.data for p in softmax([Value(1.0), Value(2.0), Value(3.0)])]
+    total = math.exp(-2) + math.exp(-1) + 1
+    assert probs == pytest.approx([math.exp(-2) / total, math.exp(-1) / total, 1 / total],
+                                  rel=1e-15)
+    assert [p.data for p in softmax([Value(1000.0), Value(1000.0)])] == [0.5, 0.5]
 
 
 def test_rmsnorm_gives_unit_root_mean_square():
@@ -228,24 +347,36 @@ def test_cross_entropy_is_stable_for_huge_logits():
 
 def test_model_gradients_match_finite_differences():
     random.seed(3)
-    model = GPT(list('abc'), n_layer=2, n_embd=8, n_head=2, block_size=5)
-    tokens = [model.BOS, 0, 2, 1, 1, 0, model.BOS]  # longer than the block: cut to 5 predictions
-    document_loss(model, tokens).backward()
+    model = GPT(Tokenizer('abc'), n_layer=2, n_embd=8, n_head=2, block_size=5)
+    doc = 'acbba'  # BOS + 5 characters + BOS: 6 predictions, cut to the block's 5
+    document_loss(model, doc).backward()
     checked = random.Random(1).sample(model.params, 40)
     h = 1e-6
     for p in checked:
         original = p.data
         p.data = original + h
-        up = document_loss(model, tokens).data
+        up = document_loss(model, doc).data
         p.data = original - h
-        down = document_loss(model, tokens).data
+        down = document_loss(model, doc).data
         p.data = original
         assert p.grad == pytest.approx((up - down) / (2 * h), rel=1e-4, abs=1e-8)
 
 
+def test_document_loss_is_the_mean_cross_entropy_of_bos_doc_bos():
+    random.seed(4)
+    model = GPT(Tokenizer('ab'), n_embd=4, n_head=2, block_size=8)
+    tokens = [2, 0, 1, 1, 2]  # BOS a b b BOS
+    keys, values = model.empty_cache()
+    expected = 0.0
+    for i in range(4):
+        logits = [z.data for z in model(tokens[i], i, keys, values)]
+        expected -= math.log(math.exp(logits[tokens[i + 1]]) / sum(map(math.exp, logits)))
+    assert document_loss(model, 'abb').data == pytest.approx(expected / 4, rel=1e-12)
+
+
 def test_parameters_are_created_in_the_reference_order_and_count():
     random.seed(0)
-    model = GPT(list('ab'), n_layer=2, n_embd=4, n_head=2, block_size=3)
+    model = GPT(Tokenizer('ab'), n_layer=2, n_embd=4, n_head=2, block_size=3)
     random.seed(0)
     first = random.gauss(0, 0.08)
     assert model.params[0].data == first  # wte[0][0] is drawn first
@@ -256,12 +387,20 @@ def test_parameters_are_created_in_the_reference_order_and_count():
 @pytest.mark.parametrize('n_layer, n_embd, n_head, block_size', [(1, 16, 4, 16), (2, 8, 1, 4),
                                                                  (3, 6, 3, 2)])
 def test_model_runs_at_any_size(n_layer, n_embd, n_head, block_size):
-    model = GPT(list('xyz'), n_layer, n_embd, n_head, block_size)
-    keys, values = [[] for _ in range(n_layer)], [[] for _ in range(n_layer)]
+    model = GPT(Tokenizer('xyz'), n_layer, n_embd, n_head, block_size)
+    keys, values = model.empty_cache()
     for pos in range(block_size):
-        logits = model(model.BOS if pos == 0 else 1, pos, keys, values)
-        assert len(logits) == model.vocab_size
-    assert all(len(k) == block_size for k in keys)
+        logits = model(model.tokenizer.BOS if pos == 0 else 1, pos, keys, values)
+        assert len(logits) == model.tokenizer.vocab_size == 4
+    assert all(len(k) == block_size for k in keys) and len(keys) == n_layer
+
+
+@pytest.mark.parametrize('sizes', [{'n_layer': 0}, {'n_embd': 0}, {'n_head': 0},
+                                   {'block_size': 0}, {'n_embd': 10, 'n_head': 4},
+                                   {'n_layer': -1}])
+def test_gpt_refuses_sizes_that_make_no_model_with_a_value_error(sizes):
+    with pytest.raises(ValueError, match='at least 1|divide'):  # a ValueError, not SystemExit
+        GPT(Tokenizer('ab'), **sizes)
 
 
 # --- Adam, training, sampling ---------------------------------------------------------------
@@ -283,126 +422,168 @@ def test_adam_on_a_hand_checkable_case():
 
 
 def test_training_matches_the_reference_losses_and_samples():
-    random.seed(42)
-    docs = list(TINY_NAMES)
-    random.shuffle(docs)
-    model = GPT(sorted(set(''.join(docs))))
-    assert (model.vocab_size, len(model.params)) == (19, 3936)
-    losses = [loss for _, loss in microgpt.train(model, docs, 12)]
-    assert losses == pytest.approx(TINY_LOSSES, rel=0, abs=1e-12)
+    docs = shuffled_tiny_names()
+    model = GPT(Tokenizer(''.join(docs)))
+    assert (model.tokenizer.vocab_size, len(model.params)) == (19, 3936)
+    steps_and_losses = list(train(model, docs, 12))
+    assert [step for step, _ in steps_and_losses] == list(range(12))
+    assert [loss for _, loss in steps_and_losses] == pytest.approx(TINY_LOSSES, rel=0, abs=1e-12)
     assert [sample(model, 0.5) for _ in range(5)] == TINY_SAMPLES
+
+
+def test_train_refuses_a_step_whose_loss_is_not_finite():
+    docs = shuffled_tiny_names()
+    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    losses = []
+    with pytest.raises(FloatingPointError) as raised:
+        for _, loss in train(model, docs, 5, lr=1e300):  # step 1 throws the weights to ~1e300
+            losses.append(loss)
+            after_last_step = [p.data for p in model.params]
+    assert losses and all(math.isfinite(loss) for loss in losses)
+    assert f'step {len(losses) + 1}:' in str(raised.value) and '1e+300' in str(raised.value)
+    assert [p.data for p in model.params] == after_last_step  # the refused step changed nothing
+    assert not math.isfinite(document_loss(model, docs[len(losses)]).data)  # the refused step
 
 
 def test_samples_stay_within_the_vocabulary_and_the_block():
     random.seed(7)
-    model = GPT(list('ab'), block_size=5)
+    model = GPT(Tokenizer('ab'), block_size=5)
     texts = [sample(model, temperature=3.0) for _ in range(100)]
     assert all(set(t) <= {'a', 'b'} and len(t) <= 5 for t in texts)
     assert max(len(t) for t in texts) == 5  # hot sampling from an untrained model runs long
 
 
-# --- Command line ---------------------------------------------------------------------------
+def test_prompt_up_to_one_short_of_the_block_is_continued():
+    random.seed(0)
+    model = GPT(Tokenizer('ab'), block_size=4)
+    texts = [sample(model, 1.0, prompt='aba') for _ in range(20)]
+    assert all(t.startswith('aba') and len(t) <= 4 for t in texts)
 
-def run(*args, **kwargs):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                          timeout=60, **kwargs)
-
-
-@pytest.fixture
-def tiny_file(tmp_path):
-    path = tmp_path / 'tiny.txt'
-    path.write_text('\n'.join(TINY_NAMES) + '\n', encoding='utf-8')
-    return str(path)
-
-
-def test_cli_end_to_end(tiny_file):
-    result = run('--data', tiny_file, '--steps', '12', '--samples', '5')
-    assert result.returncode == 0 and result.stderr == ''
-    lines = result.stdout.splitlines()
-    assert lines[:3] == ['num docs: 16', 'vocab size: 19', 'num params: 3936']
-    assert lines[3:15] == [f'step {i + 1:4d} /   12 | loss {x:.4f}' for i, x in enumerate(TINY_LOSSES)]
-    assert lines[15:17] == ['', '--- inference (new, hallucinated names) ---']
-    assert lines[17:] == [f'sample {i + 1:2d}: {s}' for i, s in enumerate(TINY_SAMPLES)]
-
-
-def test_cli_steps_0_and_samples_0_skip_training_and_sampling(tiny_file):
-    result = run('--data', tiny_file, '--steps', '0', '--samples', '0')
-    assert result.returncode == 0
-    assert result.stdout.splitlines() == ['num docs: 16', 'vocab size: 19', 'num params: 3936']
-
-
-def test_cli_finds_its_data_from_any_folder(tmp_path):
-    result = run('--steps', '1', '--samples', '1', cwd=tmp_path)
-    assert result.returncode == 0
-    assert result.stdout.startswith('num docs: 32469\nvocab size: 27\n')
-
-
-def test_main_in_process_restores_the_callers_process(tiny_file, capsys):
-    handler = signal.getsignal(signal.SIGINT)
-    assert microgpt.main(['--data', tiny_file, '--steps', '2', '--samples', '1']) == 0
-    assert signal.getsignal(signal.SIGINT) is handler and gc.isenabled()
-    assert 'sample  1: ' in capsys.readouterr().out
-
-
-def test_importing_runs_nothing():
-    result = subprocess.run([sys.executable, '-c', 'import microgpt'], capture_output=True,
-                            text=True, cwd=HERE)
-    assert (result.returncode, result.stdout, result.stderr) == (0, '', '')
-
-
-BAD_INPUTS = {
-    'missing file': (['--data', 'no/such/file.txt'], 'No such file'),
-    'folder as data': (['--data', '.'], 'directory'),
-    'non-UTF-8 data': (['--data', '{latin1}'], 'utf-8'),
-    'empty data': (['--data', '{empty}'], 'no documents'),
-    'zero temperature': (['--temperature', '0'], '--temperature'),
-    'negative temperature': (['--temperature', '-1'], '--temperature'),
-    'negative steps': (['--steps', '-1'], '--steps'),
-    'negative samples': (['--samples', '-3'], '--samples'),
-    'zero learning rate': (['--lr', '0'], '--lr'),
-    'zero block size': (['--block-size', '0'], '--block-size'),
-    'zero layers': (['--n-layer', '0'], '--n-layer'),
-    'zero width': (['--n-embd', '0'], '--n-embd'),
-    'zero heads': (['--n-head', '0'], '--n-head'),
-    'width not divisible by heads': (['--n-embd', '10', '--n-head', '4'], 'must divide'),
-    'unknown flag': (['--epochs', '3'], 'unrecognized arguments: --epochs'),
-    'not a number': (['--steps', 'many'], "invalid int value: 'many'"),
-}
-
-
-@pytest.mark.parametrize('case', BAD_INPUTS)
-def test_bad_input_gets_one_line_and_exit_status_2(case, tmp_path):
-    (tmp_path / 'latin1.txt').write_bytes('jos\xe9\n'.encode('latin-1'))
-    (tmp_path / 'empty.txt').write_text('\n  \n', encoding='utf-8')
-    args, expected = BAD_INPUTS[case]
-    args = [a.format(latin1=tmp_path / 'latin1.txt', empty=tmp_path / 'empty.txt') for a in args]
-    result = run(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stdout == ''
-    assert len(result.stderr.splitlines()) == 1 and 'Traceback' not in result.stderr
-    assert result.stderr.startswith('microgpt: error: ') and expected in result.stderr
-
-
-# --- Checkpoints, prompts, progress, Ctrl-C -------------------------------------------------
 
 def trained_tiny_model(steps=5):
-    random.seed(42)
-    docs = list(TINY_NAMES)
-    random.shuffle(docs)
-    model = GPT(sorted(set(''.join(docs))), n_layer=2, n_embd=8, n_head=2, block_size=10)
-    for _ in microgpt.train(model, docs, steps):
+    docs = shuffled_tiny_names()
+    model = GPT(Tokenizer(''.join(docs)), n_layer=2, n_embd=8, n_head=2, block_size=10)
+    for _ in train(model, docs, steps):
         pass
     return model
 
 
-def test_save_then_load_gives_identical_parameters_and_samples(tmp_path):
+def greedy_next_tokens(model, tokens):
+    """The argmax of the logits after each of tokens, recomputed from the model."""
+    keys, values = model.empty_cache()
+    best = []
+    for pos, token in enumerate(tokens):
+        logits = [z.data for z in model(token, pos, keys, values)]
+        best.append(max(range(len(logits)), key=logits.__getitem__))
+    return best
+
+
+def test_top_k_1_picks_the_likeliest_token_at_every_position():
+    model = trained_tiny_model()
+    random.seed(11)
+    texts = [sample(model, 0.5, top_k=1) for _ in range(3)] + [sample(model, 2.0, 'ja', top_k=1)]
+    assert texts[0] == texts[1] == texts[2]  # no choice left to chance
+    for text, prompt in zip(texts, ['', '', '', 'ja']):
+        tokens = model.tokenizer.encode(text)
+        ended = len(text) < model.block_size  # it stopped by drawing BOS, not at the block's end
+        drawn = (tokens + [model.tokenizer.BOS] * ended)[len(prompt) + 1:]
+        context = tokens if ended else tokens[:-1]  # the tokens each drawn token was drawn after
+        assert greedy_next_tokens(model, context)[len(prompt):] == drawn
+
+
+def test_top_k_draws_only_among_the_k_likeliest(monkeypatch):
+    random.seed(5)
+    model = GPT(Tokenizer('abcdef'), n_embd=4, n_head=1, block_size=6)
+    draws = []
+    choices = random.choices
+
+    def recording_choices(population, weights):
+        draws.append((weights, choices(population, weights=weights)[0]))
+        return [draws[-1][1]]
+    monkeypatch.setattr(random, 'choices', recording_choices)
+    texts = [sample(model, 3.0, top_k=2) for _ in range(30)]
+    monkeypatch.undo()
+    for text in texts:  # every drawn token is among the 2 largest logits where it was drawn
+        tokens = model.tokenizer.encode(text)
+        tokens += [model.tokenizer.BOS] * (len(text) < model.block_size)
+        keys, values = model.empty_cache()
+        for pos in range(len(tokens) - 1):
+            logits = [z.data for z in model(tokens[pos], pos, keys, values)]
+            assert tokens[pos + 1] in sorted(range(7), key=logits.__getitem__)[-2:]
+    assert all(sum(w > 0 for w in weights) == 2 for weights, _ in draws)
+    assert len({token for _, token in draws}) > 2  # the top 2 differ from position to position
+
+
+def test_explain_gives_the_softmax_of_the_logits_top_5_descending():
+    model = trained_tiny_model()
+    result = list(explain(model, 'emma'))
+    assert [prefix for prefix, _ in result] == ['', 'e', 'em', 'emm', 'emma']
+    names = model.tokenizer.chars + ['<end>']
+    tokens = model.tokenizer.encode('emma')
+    keys, values = model.empty_cache()
+    for pos, (prefix, top) in enumerate(result):
+        logits = [z.data for z in model(tokens[pos], pos, keys, values)]
+        exps = [math.exp(z - max(logits)) for z in logits]
+        expected = sorted(zip([e / sum(exps) for e in exps], names), reverse=True)[:5]
+        assert [char for _, char in top] == [char for _, char in expected]
+        assert [p for p, _ in top] == pytest.approx([p for p, _ in expected], rel=1e-12)
+        assert len(top) == 5 and all(a[0] >= b[0] for a, b in zip(top, top[1:]))
+
+
+def test_explain_names_bos_end_and_covers_a_small_vocabulary_whole():
+    random.seed(2)
+    model = GPT(Tokenizer('ab'), n_embd=4, n_head=1, block_size=4)
+    for _, top in explain(model, 'ab'):
+        assert sorted(char for _, char in top) == ['<end>', 'a', 'b']
+        assert sum(p for p, _ in top) == pytest.approx(1.0, rel=1e-12)
+
+
+# --- The loss curve -------------------------------------------------------------------------
+
+@pytest.mark.parametrize('losses, width, line', [
+    ([float(i) for i in range(8)], 40,
+     f'loss curve: 0.0000 {BLOCKS} 7.0000 (8 slices of the steps)'),
+    # 8 losses in 4 slices of 2: means 3, 3, 1, 2; 2 is half way, 3.5 of 7, rounded to even: 4
+    ([4.0, 2.0, 3.0, 3.0, 1.0, 1.0, 2.0, 2.0], 4,
+     'loss curve: 3.0000 \u2588\u2588\u2581\u2585 2.0000 (4 slices of the steps)'),
+    # 10 losses in 4 slices of 2, 3, 2, 3 steps: means 1, 2, 5, 8
+    ([1, 1, 2, 2, 2, 5, 5, 8, 8, 8], 4,
+     'loss curve: 1.0000 \u2581\u2582\u2585\u2588 8.0000 (4 slices of the steps)'),
+    ([2.5, 2.5, 2.5], 40, 'loss curve: 2.5000 \u2581\u2581\u2581 2.5000 (3 slices of the steps)'),
+])
+def test_sparkline_of_known_losses(losses, width, line):
+    assert sparkline(losses, 'utf-8', width) == line
+    ascii_line = line.translate(str.maketrans(BLOCKS, RAMP))
+    assert sparkline(losses, 'ascii', width) == ascii_line  # when the blocks cannot be printed
+    assert sparkline(losses, 'cp1252', width) == ascii_line
+
+
+def test_sparkline_has_at_most_width_characters():
+    line = sparkline([3.0 - i / 100 for i in range(1000)], 'utf-8')
+    curve = line.split(' ')[3]
+    assert len(curve) == 40 and curve[0] == BLOCKS[-1] and curve[-1] == BLOCKS[0]
+    assert line.endswith('(40 slices of the steps)')
+
+
+# --- Checkpoints ------------------------------------------------------------------------------
+
+def a_run(model, **fields):
+    """A run dict like the command line's."""
+    n = len(model.params)
+    return {'seed': 42, 'steps': 5, 'lr': 0.01, 'losses': [], 'm': [0.0] * n, 'v': [0.0] * n,
+            'data': '', 'sha256': '', 'pretrained': False, **fields}
+
+
+def test_save_then_load_gives_identical_parameters_run_and_samples(tmp_path):
     model = trained_tiny_model()
     path = str(tmp_path / 'model.json')
-    microgpt.save(model, path)
-    loaded = microgpt.load(path)
+    run_in = a_run(model, losses=[3.1, 2.9], m=[0.1] * len(model.params))
+    save(model, path, run_in)
+    loaded, run_out = load(path)
     assert [p.data for p in loaded.params] == [p.data for p in model.params]  # exactly
-    assert (loaded.uchars, loaded.n_layer, loaded.n_embd, loaded.n_head, loaded.block_size) == (
-        model.uchars, 2, 8, 2, 10)
+    assert (loaded.tokenizer.chars, loaded.n_layer, loaded.n_embd, loaded.n_head,
+            loaded.block_size) == (model.tokenizer.chars, 2, 8, 2, 10)
+    assert {k: run_out[k] for k in run_in} == run_in
     random.seed(5)
     before = [sample(model, 0.8) for _ in range(10)]
     random.seed(5)
@@ -410,111 +591,637 @@ def test_save_then_load_gives_identical_parameters_and_samples(tmp_path):
     assert not os.path.exists(path + '.tmp')
 
 
-def test_checkpoint_is_json_with_format_version_settings_vocab_and_params(tmp_path):
+def test_checkpoint_is_json_version_2_with_settings_vocab_params_run_and_random_state(tmp_path):
     path = tmp_path / 'model.json'
-    microgpt.save(trained_tiny_model(1), str(path))
+    model = trained_tiny_model(1)
+    random.seed(9)
+    state = random.getstate()
+    save(model, str(path), a_run(model))
     ckpt = json.loads(path.read_text(encoding='utf-8'))
-    assert (ckpt['format'], ckpt['version']) == ('microgpt', 1)
+    assert (ckpt['format'], ckpt['version']) == ('microgpt', 2)
     assert ckpt['config'] == {'n_layer': 2, 'n_embd': 8, 'n_head': 2, 'block_size': 10}
     assert ckpt['vocab'] == ''.join(sorted(set(''.join(TINY_NAMES))))
-    assert len(ckpt['params']) == len(trained_tiny_model(0).params)
+    assert ckpt['params'] == [p.data for p in model.params]
+    assert json.loads(json.dumps(state)) == ckpt['run']['random']  # the stream, to continue it
 
 
-def test_a_checkpoint_written_by_one_run_is_loaded_by_another(tiny_file, tmp_path):
-    path = str(tmp_path / 'model.json')
-    first = run('--data', tiny_file, '--steps', '8', '--samples', '0', '--save', path)
-    assert first.returncode == 0 and f'saved the model to {path}' in first.stdout
-    second = run('--load', path, '--steps', '0', '--samples', '6', '--temperature', '0.8',
-                 '--seed', '3')
-    assert second.returncode == 0, second.stderr
-    assert 'num docs' not in second.stdout  # sampling from a checkpoint reads no data
-    random.seed(3)
-    model = microgpt.load(path)
-    expected = [f'sample {i + 1:2d}: {sample(model, 0.8)}' for i in range(6)]
-    assert second.stdout.splitlines()[-6:] == expected
+def version_1_checkpoint(path, model):
+    """A checkpoint as version 1 wrote it: no run."""
+    path.write_text(json.dumps({
+        'format': 'microgpt', 'version': 1, 'vocab': ''.join(model.tokenizer.chars),
+        'config': {'n_layer': model.n_layer, 'n_embd': model.n_embd, 'n_head': model.n_head,
+                   'block_size': model.block_size},
+        'params': [p.data for p in model.params]}), encoding='utf-8')
+    return str(path)
 
 
-def test_training_a_loaded_model_further(tiny_file, tmp_path):
-    path = str(tmp_path / 'model.json')
-    assert run('--data', tiny_file, '--steps', '3', '--samples', '0', '--save', path).returncode == 0
-    more = run('--load', path, '--data', tiny_file, '--steps', '4', '--samples', '2', '--save', path)
-    assert more.returncode == 0, more.stderr
-    assert 'step    4 /    4 | loss' in more.stdout and 'sample  2: ' in more.stdout
+def test_a_version_1_checkpoint_loads_without_a_run(tmp_path):
+    model = trained_tiny_model(2)
+    loaded, run_out = load(version_1_checkpoint(tmp_path / 'v1.json', model))
+    assert run_out is None
+    assert [p.data for p in loaded.params] == [p.data for p in model.params]
 
 
-def test_prompt_starts_every_sample(tiny_file):
-    result = run('--data', tiny_file, '--steps', '20', '--samples', '15', '--prompt', 'ja')
-    assert result.returncode == 0, result.stderr
-    samples = [line.split(': ', 1)[1] for line in result.stdout.splitlines()
-               if line.startswith('sample')]
-    assert len(samples) == 15 and all(s.startswith('ja') for s in samples)
-    assert all(len(s) <= 16 for s in samples)
+def test_save_refuses_a_model_that_is_not_finite_and_keeps_the_old_file(tmp_path):
+    model = trained_tiny_model(1)
+    path = tmp_path / 'model.json'
+    save(model, str(path), a_run(model))
+    old = path.read_bytes()
+    model.params[7].data = math.nan
+    with pytest.raises(FloatingPointError):
+        save(model, str(path), a_run(model))
+    model.params[7].data = math.inf
+    with pytest.raises(FloatingPointError):
+        save(model, str(path), a_run(model))
+    assert path.read_bytes() == old
 
 
-def test_prompt_up_to_one_short_of_the_block_is_continued():
-    random.seed(0)
-    model = GPT(list('ab'), block_size=4)
-    texts = [sample(model, 1.0, prompt='aba') for _ in range(20)]
-    assert all(t.startswith('aba') and len(t) <= 4 for t in texts)
+def test_a_full_disk_during_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+    model = trained_tiny_model(1)
+    path = tmp_path / 'model.json'
+    save(model, str(path), a_run(model))
+    old = path.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, 'fsync', disk_full)
+    saved = model.params[0].data
+    model.params[0].data = 1.5  # a different model, that must not reach the file
+    with pytest.raises(OSError) as raised:
+        save(model, str(path), a_run(model))
+    assert raised.value.errno == errno.ENOSPC
+    assert path.read_bytes() == old
+    monkeypatch.undo()
+    assert load(str(path))[0].params[0].data == saved
+
+
+def test_an_unwritable_temporary_file_leaves_the_old_checkpoint_intact(tmp_path):
+    model = trained_tiny_model(1)
+    path = tmp_path / 'model.json'
+    save(model, str(path), a_run(model))
+    old = path.read_bytes()
+    (tmp_path / 'model.json.tmp').mkdir()  # root can write anywhere, but not open a folder
+    with pytest.raises(OSError):
+        save(model, str(path), a_run(model))
+    assert path.read_bytes() == old
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
+    model = trained_tiny_model(1)
     path = tmp_path / 'good.json'
-    microgpt.save(trained_tiny_model(1), str(path))
+    save(model, str(path), a_run(model))
     return path
 
 
+def rewrite(path, change):
+    ckpt = json.loads(path.read_text(encoding='utf-8'))
+    change(ckpt)
+    path.write_text(json.dumps(ckpt), encoding='utf-8')
+    return str(path)
+
+
 CHECKPOINT_ERRORS = {
-    'missing checkpoint': (lambda p: str(p.parent / 'nothing.json'), 'cannot read --load'),
-    'corrupt checkpoint': (lambda p: p.write_text('{"format": nonsense') and str(p), 'not a valid'),
-    'truncated checkpoint': (lambda p: p.write_text(p.read_text()[:-500]) and str(p), 'not a valid'),
-    'wrong format': (lambda p: p.write_text(p.read_text().replace('"microgpt"', '"other"'))
-                     and str(p), 'format is not microgpt'),
-    'wrong version': (lambda p: p.write_text(p.read_text().replace('"version": 1', '"version": 2'))
-                      and str(p), 'format is not microgpt version 1'),
-    'too many parameters': (lambda p: p.write_text(p.read_text().replace(']}', ', 1.0]}'))
-                            and str(p), 'more parameters'),
-    'a JSON list': (lambda p: p.write_text('[1, 2]') and str(p), 'not a valid'),
-    'zero heads': (lambda p: p.write_text(p.read_text().replace('"n_head": 2', '"n_head": 0'))
-                   and str(p), 'not a valid'),
+    'corrupt': lambda p: p.write_text('{"format": nonsense') and str(p),
+    'truncated': lambda p: p.write_text(p.read_text()[:-500]) and str(p),
+    'not UTF-8': lambda p: p.write_bytes(b'\xff\xfe{}') and str(p),
+    'wrong format': lambda p: rewrite(p, lambda c: c.update(format='other')),
+    'wrong version': lambda p: rewrite(p, lambda c: c.update(version=3)),
+    'too many parameters': lambda p: rewrite(p, lambda c: c['params'].append(1.0)),
+    'too few parameters': lambda p: rewrite(p, lambda c: c['params'].pop()),
+    'a parameter is text': lambda p: rewrite(p, lambda c: c['params'].__setitem__(3, 'x')),
+    'no params': lambda p: rewrite(p, lambda c: c.pop('params')),
+    'a JSON list': lambda p: p.write_text('[1, 2]') and str(p),
+    'zero heads': lambda p: rewrite(p, lambda c: c['config'].update(n_head=0)),
+    'unknown setting': lambda p: rewrite(p, lambda c: c['config'].update(dropout=0.1)),
 }
 
 
 @pytest.mark.parametrize('case', CHECKPOINT_ERRORS)
-def test_bad_checkpoint_is_a_one_line_error(case, checkpoint):
-    make, expected = CHECKPOINT_ERRORS[case]
-    result = run('--load', make(checkpoint), '--steps', '0', '--samples', '3')
-    assert result.returncode == 2 and result.stdout == ''
-    assert len(result.stderr.splitlines()) == 1 and 'Traceback' not in result.stderr
-    assert expected in result.stderr
+def test_load_raises_value_error_for_a_file_that_is_not_a_checkpoint(case, checkpoint):
+    path = CHECKPOINT_ERRORS[case](checkpoint)
+    with pytest.raises(ValueError, match='is not a microgpt checkpoint'):  # not SystemExit
+        load(path)
+
+
+def test_load_lets_a_missing_file_raise_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load(str(tmp_path / 'nothing.json'))
+
+
+def test_a_run_resumed_from_a_checkpoint_is_the_straight_run_bit_for_bit(tiny_file, tmp_path):
+    # The straight run: 12 steps of the reference on the tiny names, then 5 samples.
+    random.seed(42)
+    docs = read_documents(tiny_file)
+    model = GPT(Tokenizer(''.join(docs)))
+    straight = [loss for _, loss in train(model, docs, 12)]
+    straight_samples = [sample(model) for _ in range(5)]
+    assert straight == pytest.approx(TINY_LOSSES, rel=0, abs=1e-12)
+    assert straight_samples == TINY_SAMPLES
+    # The same run stopped after 5 steps and saved as the command line does.
+    random.seed(42)
+    docs = read_documents(tiny_file)
+    model = GPT(Tokenizer(''.join(docs)))
+    run_out = a_run(model, steps=12)
+    for _, loss in train(model, docs, 12, moments=(run_out['m'], run_out['v'])):
+        run_out['losses'].append(loss)
+        if len(run_out['losses']) == 5:
+            break
+    path = str(tmp_path / 'run.json')
+    save(model, path, run_out)
+    # Fresh objects, a disturbed random stream: everything must come back from the file.
+    random.seed(12345)
+    del model, run_out
+    model, run_in = load(path)
+    random.seed(run_in['seed'])
+    docs = read_documents(tiny_file)
+    state = run_in['random']
+    random.setstate((state[0], tuple(state[1]), state[2]))
+    done = len(run_in['losses'])
+    for step, loss in train(model, docs, run_in['steps'], run_in['lr'], done,
+                            (run_in['m'], run_in['v'])):
+        run_in['losses'].append(loss)
+    assert run_in['losses'] == straight  # bit for bit
+    assert [sample(model) for _ in range(5)] == straight_samples
+
+
+def test_train_updates_the_moments_it_is_given_in_place():
+    docs = shuffled_tiny_names()
+    state = random.getstate()
+    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    random.setstate(state)
+    twin = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    document_loss(twin, docs[0]).backward()
+    grads = [p.grad for p in twin.params]
+    m, v = [0.0] * len(model.params), [0.0] * len(model.params)
+    for _ in train(model, docs, 3, moments=(m, v)):
+        break  # after the first step: m = (1 - 0.85) g, v = (1 - 0.99) g^2
+    assert m == pytest.approx([0.15 * g for g in grads], rel=1e-12, abs=1e-300)
+    assert v == pytest.approx([0.01 * g * g for g in grads], rel=1e-12, abs=1e-300)
+    assert any(m)
+
+
+# --- Command line ---------------------------------------------------------------------------
+
+def test_cli_end_to_end(tiny_file):
+    result = run('--data', tiny_file, '--steps', '12', '--samples', '5',
+                 env={'PYTHONIOENCODING': 'utf-8'})
+    assert result.returncode == 0 and result.stderr == ''
+    lines = result.stdout.splitlines()
+    # The reference's lines, byte for byte ...
+    assert lines[:3] == ['num docs: 16', 'vocab size: 19', 'num params: 3936']
+    assert lines[3:15] == [f'step {i + 1:4d} /   12 | loss {x:.4f}'
+                           for i, x in enumerate(TINY_LOSSES)]
+    assert lines[17:19] == ['', '--- inference (new, hallucinated names) ---']
+    assert lines[19:24] == [f'sample {i + 1:2d}: {s}' for i, s in enumerate(TINY_SAMPLES)]
+    # ... and ours: the curve, the loss on the 4 documents after the 12 trained on, what is new.
+    assert lines[15] == sparkline(TINY_LOSSES, 'utf-8')
+    assert re.fullmatch(r'held-out loss \d\.\d{4} on 4 documents never trained on \(mean of the '
+                        r'last 100 steps: ' + f'{sum(TINY_LOSSES) / 12:.4f}' + r'\)', lines[16])
+    assert lines[24:] == ['new: 5 of 5 samples are not in the data']  # none is a tiny name
+
+
+def test_cli_steps_0_and_samples_0_skip_training_and_sampling(tiny_file, capsys):
+    status, out, err = cli(capsys, '--data', tiny_file, '--steps', '0', '--samples', '0')
+    assert (status, err) == (0, '')
+    assert out.splitlines() == ['num docs: 16', 'vocab size: 19', 'num params: 3936']
+
+
+def test_cli_finds_its_data_from_any_folder(tmp_path):
+    result = run('--steps', '1', '--samples', '1', *SMALL, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('num docs: 32469\nvocab size: 27\n')
+    assert re.search(r'^held-out loss \d\.\d{4} on 100 documents never trained on', result.stdout,
+                     re.MULTILINE)
+
+
+def test_main_in_process_restores_the_callers_process(tiny_file, capsys):
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert cli(capsys, '--data', tiny_file, '--steps', '2', '--samples', '1', *SMALL)[0] == 0
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert gc.isenabled()
+    gc.disable()  # a caller who turned the collector off keeps it off
+    try:
+        assert cli(capsys, '--data', tiny_file, '--steps', '1', '--samples', '1', *SMALL)[0] == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert cli(capsys, '--steps', '-1')[0] == 2  # and after an error too
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert gc.isenabled()
+
+
+def test_importing_runs_nothing():
+    result = subprocess.run([sys.executable, '-c', 'import microgpt'], capture_output=True,
+                            text=True, cwd=HERE, timeout=60, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (0, '', '')
+
+
+BAD_INPUTS = {
+    'missing file': (['--data', 'no/such/file.txt'], ('no/such/file.txt', 'No such file')),
+    'folder as data': (['--data', '.'], 'directory'),
+    'non-UTF-8 data': (['--data', '{latin1}'], 'utf-8'),
+    'empty data': (['--data', '{empty}'], 'no documents'),
+    'zero temperature': (['--temperature', '0'], '--temperature'),
+    'negative temperature': (['--temperature', '-1'], '--temperature'),
+    'infinite temperature': (['--temperature', 'inf'], '--temperature'),
+    'NaN temperature': (['--temperature', 'nan'], '--temperature'),
+    'negative steps': (['--steps', '-1'], '--steps'),
+    'negative samples': (['--samples', '-3'], '--samples'),
+    'negative top-k': (['--top-k', '-1'], '--top-k'),
+    'zero learning rate': (['--lr', '0'], '--lr'),
+    'infinite learning rate': (['--lr', 'inf'], '--lr'),
+    'NaN learning rate': (['--lr', 'nan'], '--lr'),
+    'zero block size': (['--block-size', '0'], 'at least 1'),
+    'zero layers': (['--n-layer', '0'], 'at least 1'),
+    'zero width': (['--n-embd', '0'], 'at least 1'),
+    'zero heads': (['--n-head', '0'], 'at least 1'),
+    'width not divisible by heads': (['--n-embd', '10', '--n-head', '4'], 'divide'),
+    'unknown flag': (['--epochs', '3'], 'unrecognized arguments: --epochs'),
+    'not a number': (['--steps', 'many'], "invalid int value: 'many'"),
+    'prompt outside the vocabulary': (['--prompt', 'Zoe'], "'Z'"),
+    'prompt as long as the block': (['--prompt', 'emma', '--block-size', '4'], 'block'),
+    'explain as long as the block': (['--explain', 'annabella', '--block-size', '8'], 'block'),
+    'load and resume': (['--load', 'a.json', '--resume', 'a.json'], '--'),
+}
+
+
+def bad_input_args(case, tmp_path):
+    (tmp_path / 'latin1.txt').write_bytes('jos\xe9\n'.encode('latin-1'))
+    (tmp_path / 'empty.txt').write_text('\n  \n', encoding='utf-8')
+    args, expected = BAD_INPUTS[case]
+    return [a.format(latin1=tmp_path / 'latin1.txt', empty=tmp_path / 'empty.txt')
+            for a in args], expected if isinstance(expected, tuple) else (expected,)
+
+
+@pytest.mark.parametrize('case', BAD_INPUTS)
+def test_bad_input_gets_one_line_and_exit_status_2(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, expected = bad_input_args(case, tmp_path)
+    status, out, err = cli(capsys, '--steps', '3', '--samples', '2', *SMALL, *args)
+    assert status == 2 and 'step' not in out
+    one_error_line(err, *expected)
+
+
+@pytest.mark.parametrize('case', ['non-UTF-8 data', 'NaN learning rate', 'infinite temperature',
+                                  'zero heads', 'unknown flag'])
+def test_bad_input_from_the_shell_has_no_traceback(case, tmp_path):
+    args, expected = bad_input_args(case, tmp_path)
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2 and 'step' not in result.stdout
+    one_error_line(result.stderr, *expected)
+
+
+def test_a_diverging_run_exits_1_naming_the_step_and_the_rate(tiny_file, tmp_path, capsys):
+    path = tmp_path / 'run.json'
+    status, out, err = cli(capsys, '--data', tiny_file, '--steps', '5', '--lr', '1e300', *SMALL,
+                           '--save', path)
+    assert status == 1
+    one_error_line(err, 'lower', '--lr')  # what to do about it
+    last = len(step_lines(out))  # the steps before the one that diverged were printed
+    assert f'step {last + 1}:' in err and '1e+300' in err
+    text = path.read_text(encoding='utf-8')
+    assert 'NaN' not in text and 'Infinity' not in text  # the last good checkpoint
+    model, run_out = load(str(path))
+    assert all(math.isfinite(p.data) for p in model.params) and run_out['lr'] == 1e300
+
+
+def test_a_checkpoint_written_by_one_run_is_loaded_by_another(tiny_file, tmp_path, capsys):
+    path = str(tmp_path / 'model.json')
+    status, out, _ = cli(capsys, '--data', tiny_file, '--steps', '8', '--samples', '0', *SMALL,
+                         '--save', path)
+    assert status == 0 and len(load(path)[1]['losses']) == 8  # the run's end, saved
+    status, out, err = cli(capsys, '--load', path, '--steps', '0', '--samples', '6',
+                           '--temperature', '0.8', '--seed', '3')
+    assert (status, err) == (0, '')
+    random.seed(3)
+    model, _ = load(path)
+    expected = [f'sample {i + 1:2d}: {sample(model, 0.8)}' for i in range(6)]
+    # sampling from a checkpoint reads no data: no document count, no count of new samples
+    assert out.splitlines() == ['vocab size: 19', f'num params: {len(model.params)}', '',
+                                '--- inference (new, hallucinated names) ---'] + expected
+
+
+def test_a_version_1_checkpoint_still_loads_from_the_command_line(tmp_path, capsys):
+    model = trained_tiny_model(2)
+    path = version_1_checkpoint(tmp_path / 'v1.json', model)
+    status, out, err = cli(capsys, '--load', path, '--steps', '0', '--samples', '4', '--seed', '8')
+    assert (status, err) == (0, '')
+    random.seed(8)
+    assert samples_of(out) == [sample(model, 0.5) for _ in range(4)]
+    status, out, err = cli(capsys, '--resume', path)  # no run in it to continue
+    assert status == 2
+    one_error_line(err, 'no run to continue')
+
+
+def test_training_a_loaded_model_further_prints_no_held_out_loss(tiny_file, tmp_path, capsys):
+    path = str(tmp_path / 'model.json')
+    assert cli(capsys, '--data', tiny_file, '--steps', '3', '--samples', '0', *SMALL,
+               '--save', path)[0] == 0
+    status, out, err = cli(capsys, '--load', path, '--data', tiny_file, '--steps', '4',
+                           '--samples', '2', '--save', path)
+    assert (status, err) == (0, ''), err
+    assert len(step_lines(out)) == 4 and 'step    4 /    4 | loss' in out
+    assert 'loss curve: ' in out and 'held-out' not in out  # the first run's documents differ
+    assert len(samples_of(out)) == 2 and 'of 2 samples are not in the data' in out
+    assert len(load(path)[1]['losses']) == 4
+
+
+CLI_CHECKPOINT_ERRORS = {
+    'missing checkpoint': (lambda p: str(p.parent / 'nothing.json'), 'No such file'),
+    'corrupt checkpoint': (CHECKPOINT_ERRORS['corrupt'], 'is not a microgpt checkpoint'),
+    'wrong version': (CHECKPOINT_ERRORS['wrong version'], 'is not a microgpt checkpoint'),
+    'zero heads': (CHECKPOINT_ERRORS['zero heads'], 'is not a microgpt checkpoint'),
+}
+
+
+@pytest.mark.parametrize('case', CLI_CHECKPOINT_ERRORS)
+def test_bad_checkpoint_is_a_one_line_error(case, checkpoint, capsys):
+    make, expected = CLI_CHECKPOINT_ERRORS[case]
+    status, out, err = cli(capsys, '--load', make(checkpoint), '--steps', '0', '--samples', '3')
+    assert status == 2 and out == ''
+    one_error_line(err, expected)
 
 
 @pytest.mark.parametrize('args, expected', [
-    (['--n-embd', '16'], 'the checkpoint sets the sizes'),
-    (['--block-size=8'], 'the checkpoint sets the sizes'),
-    (['--prompt', 'Za'], "'Z' is not in the vocabulary"),
-    (['--prompt', 'emmaemmaem'], 'fills the whole block'),
-    (['--steps', '2', '--data', '{accented}'], "'é' is not in the vocabulary"),
+    (['--n-embd', '16'], '--n-embd'),
+    (['--block-size=8'], '--block-size'),
+    (['--prompt', 'Za'], "'Z'"),
+    (['--prompt', 'emmaemmaem'], 'block'),
+    (['--steps', '2', '--data', '{accented}'], "'\u00e9'"),
 ])
-def test_load_rejects_conflicting_or_unknown_input(args, expected, checkpoint, tmp_path):
-    (tmp_path / 'accented.txt').write_text('emma\nrenée\n', encoding='utf-8')
+def test_load_rejects_conflicting_or_unknown_input(args, expected, checkpoint, tmp_path, capsys):
+    (tmp_path / 'accented.txt').write_text('emma\nren\u00e9e\n', encoding='utf-8')
     args = [a.format(accented=tmp_path / 'accented.txt') for a in args]
-    result = run('--load', str(checkpoint), '--steps', '0', '--samples', '2', *args)
-    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
-    assert expected in result.stderr
+    status, out, err = cli(capsys, '--load', checkpoint, '--steps', '0', '--samples', '2', *args)
+    assert status == 2 and 'sample' not in out
+    one_error_line(err, expected)
 
 
-def test_save_into_a_missing_folder_fails_before_training(tiny_file, tmp_path):
-    result = run('--data', tiny_file, '--save', str(tmp_path / 'no' / 'm.json'))
-    assert result.returncode == 2 and 'folder does not exist' in result.stderr
-    assert result.stdout == ''
+def test_save_into_a_missing_folder_fails_before_training(tiny_file, tmp_path, capsys):
+    status, out, err = cli(capsys, '--data', tiny_file, *SMALL, '--save',
+                           tmp_path / 'no' / 'm.json')
+    assert status == 2 and step_lines(out) == []
+    one_error_line(err, 'No such file or directory')
 
+
+def test_a_save_that_cannot_be_written_is_one_line_and_keeps_the_old_checkpoint(
+        tiny_file, tmp_path, capsys):
+    path = tmp_path / 'model.json'
+    assert cli(capsys, '--data', tiny_file, '--steps', '2', '--samples', '0', *SMALL,
+               '--save', path)[0] == 0
+    old = path.read_bytes()
+    (tmp_path / 'model.json.tmp').mkdir()  # what cannot be written, even by root
+    status, out, err = cli(capsys, '--data', tiny_file, '--steps', '3', '--samples', '0',
+                           '--seed', '1', *SMALL, '--save', path)
+    assert status == 2 and step_lines(out) == []  # at step 0, before any training
+    one_error_line(err, 'model.json.tmp')
+    assert path.read_bytes() == old
+
+
+def test_a_disk_that_fills_during_training_keeps_the_old_checkpoint(
+        tiny_file, tmp_path, capsys, monkeypatch):
+    path = tmp_path / 'model.json'
+    assert cli(capsys, '--data', tiny_file, '--steps', '2', '--samples', '0', *SMALL,
+               '--save', path)[0] == 0
+    old = path.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, 'fsync', disk_full)
+    status, _, err = cli(capsys, '--data', tiny_file, '--steps', '3', '--samples', '0',
+                         '--seed', '1', *SMALL, '--save', path)
+    assert status == 2
+    one_error_line(err, os.strerror(errno.ENOSPC))
+    assert path.read_bytes() == old
+
+
+# --- Resuming a run -----------------------------------------------------------------------
+
+def cli_ctrl_c_after(capsys, monkeypatch, step, *args):
+    """main() in-process, sent a SIGINT by its own Adam update of the given (0-based) step."""
+    real_adam = microgpt.adam
+
+    def adam_then_ctrl_c(params, m, v, at, *rest):
+        real_adam(params, m, v, at, *rest)
+        if at == step:
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(microgpt, 'adam', adam_then_ctrl_c)
+    try:
+        return cli(capsys, *args)
+    finally:
+        monkeypatch.setattr(microgpt, 'adam', real_adam)
+
+
+@pytest.fixture
+def interrupted(tiny_file, tmp_path, capsys, monkeypatch):
+    """A run of 8 steps that a SIGINT stopped after step 3: (checkpoint path, its step lines)."""
+    path = str(tmp_path / 'run.json')
+    status, out, err = cli_ctrl_c_after(capsys, monkeypatch, 2, '--data', tiny_file, '--steps', '8',
+                                        '--samples', '3', *SMALL, '--save', path)
+    done = len(step_lines(out))
+    assert status == 130 and 3 <= done < 8 and 'sample' not in out
+    assert len(err.splitlines()) == 1 and f'interrupted at step {done}' in err
+    assert f'--resume {path}' in err  # how to continue
+    assert len(load(path)[1]['losses']) == done
+    return path, step_lines(out)
+
+
+def test_a_resumed_run_interrupted_again_resumes_again(interrupted, tiny_file, capsys,
+                                                       monkeypatch):
+    path, first_part = interrupted
+    status, straight, _ = cli(capsys, '--data', tiny_file, '--steps', '8', '--samples', '3', *SMALL)
+    status, out, err = cli_ctrl_c_after(capsys, monkeypatch, 5, '--resume', path)
+    second_part = step_lines(out)
+    assert status == 130 and len(first_part) + len(second_part) < 8 and 'sample' not in out
+    assert len(err.splitlines()) == 1 and f'--resume {path}' in err  # the same file again
+    assert len(load(path)[1]['losses']) == len(first_part) + len(second_part)
+    status, out, err = cli(capsys, '--resume', path, '--samples', '3')
+    assert (status, err) == (0, '')
+    assert first_part + second_part + step_lines(out) == step_lines(straight)
+    assert samples_of(out) == samples_of(straight)
+
+
+def test_resume_continues_a_run_with_its_data_moved(interrupted, tiny_file, tmp_path, capsys):
+    path, first_part = interrupted
+    status, straight, _ = cli(capsys, '--data', tiny_file, '--steps', '8', '--samples', '3', *SMALL)
+    assert status == 0
+    moved = str(tmp_path / 'moved.txt')
+    os.rename(tiny_file, moved)  # the same bytes somewhere else
+    status, out, err = cli(capsys, '--resume', path, '--data', moved, '--samples', '3')
+    assert (status, err) == (0, '')
+    assert first_part + step_lines(out) == step_lines(straight)
+    assert samples_of(out) == samples_of(straight) and len(samples_of(out)) == 3
+    status, out, err = cli(capsys, '--resume', path, '--data', moved)  # the run is finished
+    assert status == 2
+    one_error_line(err, 'no run to continue')
+
+
+def test_resume_refuses_data_with_other_bytes(interrupted, tiny_file, capsys):
+    path, _ = interrupted
+    with open(tiny_file, 'a', encoding='utf-8') as f:
+        f.write('zoe\n')
+    status, out, err = cli(capsys, '--resume', path)
+    assert status == 2 and step_lines(out) == []
+    one_error_line(err, 'SHA-256')
+
+
+def test_resume_reports_its_missing_data_in_one_line(interrupted, tiny_file, capsys):
+    path, _ = interrupted
+    os.remove(tiny_file)
+    status, out, err = cli(capsys, '--resume', path)
+    assert status == 2 and step_lines(out) == []
+    one_error_line(err, 'No such file')
+
+
+@pytest.mark.parametrize('flags', [['--n-layer', '2'], ['--n-embd=8'], ['--n-head', '2'],
+                                   ['--block-size', '4'], ['--seed', '1'], ['--lr', '0.1'],
+                                   ['--steps', '20'], ['--load', 'x.json']])
+def test_resume_refuses_what_the_checkpoint_sets(flags, interrupted, capsys):
+    path, _ = interrupted
+    status, out, err = cli(capsys, '--resume', path, *flags)
+    assert (status, out) == (2, '')
+    one_error_line(err, flags[0].split('=')[0], 'checkpoint')
+
+
+# --- What the run reports after training ----------------------------------------------------
+
+def test_held_out_loss_is_the_mean_loss_of_the_documents_after_the_last_trained_on(
+        tmp_path, capsys):
+    with open(microgpt.DATA, encoding='utf-8') as f:
+        names = f.read().split('\n')[:130]
+    data = tmp_path / 'names130.txt'
+    data.write_text('\n'.join(names) + '\n', encoding='utf-8')
+    status, out, err = cli(capsys, '--data', data, '--steps', '20', '--samples', '3', *SMALL)
+    assert (status, err) == (0, '')
+    # The same run in-process: the held-out set is docs[20:120], the 100 after the 20 trained on.
+    random.seed(42)
+    docs = read_documents(str(data))
+    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    losses = [loss for _, loss in train(model, docs, 20)]
+    samples = [sample(model) for _ in range(3)]  # straight after training: no draw in between
+    held_out = [document_loss(model, doc).data for doc in docs[20:120]]
+    mean = sum(held_out) / len(held_out)
+    if hasattr(microgpt, 'evaluate'):
+        assert microgpt.evaluate(model, docs[20:120]) == pytest.approx(mean, rel=0, abs=1e-12)
+    line = (f'held-out loss {mean:.4f} on 100 documents never trained on '
+            f'(mean of the last 100 steps: {sum(losses) / 20:.4f})')
+    assert line in out.splitlines()
+    for other in (docs[:100], docs[30:130], docs[19:119]):  # would a wrong slice show?
+        assert f'{sum(document_loss(model, d).data for d in other) / 100:.4f}' != f'{mean:.4f}'
+    assert samples_of(out) == samples  # computing it drew nothing from the random stream
+
+
+def test_computing_a_held_out_loss_changes_nothing(tiny_file):
+    random.seed(42)
+    docs = read_documents(tiny_file)
+    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    for _ in train(model, docs, 10):
+        pass
+    rng = random.Random(3)
+    for p in model.params:
+        p.grad = rng.uniform(-1, 1)  # gradients a careless backward() would add to
+    random.seed(77)
+    state, before = random.getstate(), [(p.data, p.grad) for p in model.params]
+    losses = [document_loss(model, doc).data for doc in docs[10:]]  # what the CLI computes
+    evaluate = getattr(microgpt, 'evaluate', None)  # the engineer may add it as a function
+    if evaluate:
+        assert evaluate(model, docs[10:]) == pytest.approx(sum(losses) / 6, rel=0, abs=1e-12)
+    assert [(p.data, p.grad) for p in model.params] == before
+    assert random.getstate() == state
+
+
+@pytest.mark.parametrize('steps', [16, 40])
+def test_no_held_out_loss_when_every_document_was_trained_on(steps, tiny_file, capsys):
+    status, out, _ = cli(capsys, '--data', tiny_file, '--steps', steps, '--samples', '0', *SMALL)
+    assert status == 0
+    assert 'held-out loss: none, all 16 documents were trained on' in out.splitlines()
+
+
+def test_held_out_loss_on_the_documents_left_when_fewer_than_held_out(tiny_file, capsys):
+    status, out, _ = cli(capsys, '--data', tiny_file, '--steps', '15', '--samples', '0', *SMALL)
+    assert status == 0 and ' on 1 documents never trained on' in out
+
+
+def test_new_samples_are_counted_against_the_data(tmp_path, capsys):
+    data = tmp_path / 'letters.txt'
+    data.write_text('a\nb\nc\nd\ne\nab\nba\n', encoding='utf-8')
+    status, out, _ = cli(capsys, '--data', data, '--steps', '10', '--samples', '20', *SMALL)
+    assert status == 0
+    texts = samples_of(out)
+    new = sum(text not in {'a', 'b', 'c', 'd', 'e', 'ab', 'ba'} for text in texts)
+    assert 0 < new < 20  # some samples are certainly documents of the data
+    assert len(texts) - len(set(texts)) > 1  # and some come twice: each one counts
+    assert out.splitlines()[-1] == f'new: {new} of 20 samples are not in the data'
+
+
+def test_the_loss_curve_falls_back_to_ascii_when_the_output_cannot_show_blocks(tiny_file, capsys):
+    args = ['--data', tiny_file, '--steps', '6', '--samples', '1', *SMALL]
+    result = run(*args, env={'PYTHONIOENCODING': 'ascii'})
+    assert (result.returncode, result.stderr) == (0, '')
+    _, out, _ = cli(capsys, *args)  # in-process, capsys writes UTF-8: the blocks
+    curve = [line for line in out.splitlines() if line.startswith('loss curve: ')]
+    assert len(curve) == 1
+    assert re.fullmatch(r'loss curve: \S+ [' + BLOCKS + r']{6} \S+ .*', curve[0])
+    assert result.stdout == out.replace(curve[0], curve[0].translate(str.maketrans(BLOCKS, RAMP)))
+
+
+def test_top_k_1_on_the_command_line_samples_the_greedy_text(tiny_file, capsys):
+    status, out, _ = cli(capsys, '--data', tiny_file, '--steps', '5', '--samples', '3',
+                         '--top-k', '1', *SMALL)
+    assert status == 0
+    random.seed(42)
+    docs = read_documents(tiny_file)
+    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    for _ in train(model, docs, 5):
+        pass
+    tokens = [model.tokenizer.BOS]
+    while len(tokens) <= model.block_size:  # the likeliest token, every time, up to BOS
+        tokens.append(greedy_next_tokens(model, tokens)[-1])
+        if tokens[-1] == model.tokenizer.BOS:
+            break
+    assert samples_of(out) == [model.tokenizer.decode(tokens)] * 3
+
+
+@pytest.mark.parametrize('k', ['19', '1000'])
+def test_top_k_at_least_the_vocabulary_gives_the_default_samples(k, tiny_file, capsys):
+    args = ['--data', tiny_file, '--steps', '5', '--samples', '8', '--temperature', '1.5', *SMALL]
+    default = cli(capsys, *args)
+    assert cli(capsys, *args, '--top-k', k) == default
+    assert len(samples_of(default[1])) == 8
+
+
+def test_explain_prints_the_top_5_after_each_prefix(tiny_file, capsys):
+    status, out, _ = cli(capsys, '--data', tiny_file, '--steps', '5', '--samples', '1',
+                         '--explain', 'ol', *SMALL)
+    assert status == 0
+    random.seed(42)
+    docs = read_documents(tiny_file)
+    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    for _ in train(model, docs, 5):
+        pass
+    # a line per prefix: the 5 likeliest next characters, each with its probability in percent
+    shown = [re.findall(r'(\S+) +(\d+\.\d)%', line) for line in out.splitlines()]
+    shown = [guesses for guesses in shown if guesses]
+    expected = [[(char, f'{100 * p:.1f}') for p, char in top] for _, top in explain(model, 'ol')]
+    assert shown == expected and len(expected) == 3
+
+
+def test_prompt_starts_every_sample(tiny_file, capsys):
+    status, out, _ = cli(capsys, '--data', tiny_file, '--steps', '5', '--samples', '15',
+                         '--prompt', 'ja', *SMALL)
+    assert status == 0
+    samples = samples_of(out)
+    assert len(samples) == 15 and all(s.startswith('ja') and len(s) <= 8 for s in samples)
+    assert len(set(samples)) > 1
+
+
+# --- Progress, signals and interrupted runs ------------------------------------------------
 
 def test_progress_on_a_terminal_is_one_line_rewritten_in_place(tiny_file):
     parent, child = pty.openpty()
     proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '30',
-                             '--samples', '1'], stdout=child, stderr=child,
+                             '--samples', '1', *SMALL], stdout=child, stderr=child,
                             stdin=subprocess.DEVNULL)
     os.close(child)
     output = b''
@@ -528,22 +1235,24 @@ def test_progress_on_a_terminal_is_one_line_rewritten_in_place(tiny_file):
         output += chunk
     os.close(parent)
     assert proc.wait(timeout=60) == 0
-    step_lines = [line for line in output.decode().split('\n') if 'step' in line]
-    assert len(step_lines) == 1  # 30 updates, one line
-    assert step_lines[0].count('\rstep') == 30
-    assert 'step   30 /   30 | loss ' in step_lines[0] and 'steps/s' in step_lines[0]
-    assert 's left' in step_lines[0]
+    step_lines_ = [line for line in output.decode().split('\n') if '\rstep ' in line]
+    assert len(step_lines_) == 1  # 30 updates, one line
+    assert step_lines_[0].count('\rstep') == 30
+    last = step_lines_[0].rstrip('\r').rsplit('\r', 1)[1]  # a terminal ends lines with \r\n
+    assert re.fullmatch(r'step   30 /   30 \| loss \d\.\d{4} \| last 100: \d\.\d{4} \| '
+                        r'\d+\.\d steps/s \| 0 s left\s*', last)
 
 
 def test_progress_through_a_pipe_is_the_plain_step_lines(tiny_file):
-    result = run('--data', tiny_file, '--steps', '30', '--samples', '0')
-    steps = [line for line in result.stdout.splitlines() if line.startswith('step')]
+    result = run('--data', tiny_file, '--steps', '30', '--samples', '0', *SMALL)
+    steps = step_lines(result.stdout)
     assert len(steps) == 30 and '\r' not in result.stdout and 'steps/s' not in result.stdout
     assert all(re.fullmatch(r'step +\d+ /   30 \| loss \d\.\d{4}', line) for line in steps)
 
 
-def start_and_interrupt(args, wait_for):
-    proc = subprocess.Popen([sys.executable, SCRIPT, *args], stdout=subprocess.PIPE,
+def start(args, wait_for):
+    """Start microgpt.py, read its output up to the first line starting with wait_for."""
+    proc = subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, 'PYTHONUNBUFFERED': '1'})
     seen = []
@@ -551,29 +1260,88 @@ def start_and_interrupt(args, wait_for):
         seen.append(line)
         if line.startswith(wait_for):
             break
-    proc.send_signal(signal.SIGINT)
+    return proc, seen
+
+
+def stop(proc, seen, signum):
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     return proc.returncode, ''.join(seen) + out, err
 
 
-def test_ctrl_c_in_training_saves_a_loadable_checkpoint_and_exits_130(tmp_path):
-    path = tmp_path / 'model.json'
-    code, out, err = start_and_interrupt(['--steps', '100000', '--save', str(path)], 'step    3')
-    assert code == 130
-    assert 'Traceback' not in err and f'interrupted: the model is saved in {path}' in err
-    assert 'sample' not in out
-    model = microgpt.load(str(path))
-    assert len(model.params) == 4192
+LONG_RUN = ['--steps', '250', '--samples', '5', *SMALL]  # 250 steps of ~2 ms: time to interrupt
 
 
-def test_ctrl_c_in_training_without_save_says_how_to_keep_the_model():
-    code, _, err = start_and_interrupt(['--steps', '100000'], 'step    2')
-    assert code == 130 and 'add --save PATH' in err and 'Traceback' not in err
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory):
+    """The uninterrupted run that interrupted and resumed ones must reproduce: (data, stdout)."""
+    data = tmp_path_factory.mktemp('straight') / 'tiny.txt'
+    data.write_text('\n'.join(TINY_NAMES) + '\n', encoding='utf-8')
+    result = run('--data', data, *LONG_RUN)
+    assert result.returncode == 0 and len(step_lines(result.stdout)) == 250
+    return str(data), result.stdout
+
+
+def without_saved_line(out):
+    return [line for line in out.splitlines() if not line.startswith('saved the model')]
+
+
+def test_ctrl_c_in_training_then_resume_gives_the_uninterrupted_run(straight_run, tmp_path):
+    data, straight = straight_run
+    path = str(tmp_path / 'run.json')
+    proc, seen = start(['--data', data, *LONG_RUN, '--save', path], 'step    3')
+    code, first, err = stop(proc, seen, signal.SIGINT)
+    done = len(step_lines(first))
+    assert code == 130 and 3 <= done < 250 and 'sample' not in first
+    assert len(err.splitlines()) == 1 and f'interrupted at step {done}' in err
+    assert f'--resume {path}' in err  # how to continue
+    model, run_out = load(path)
+    assert len(run_out['losses']) == done and len(model.params) == 376
+    second = run('--resume', path, '--samples', '5')  # what the run does not fix is asked again
+    assert (second.returncode, second.stderr) == (0, '')
+    assert len(load(path)[1]['losses']) == 250  # saved to the same checkpoint at the end
+    # Both parts together print exactly the uninterrupted run's lines.
+    resumed = without_saved_line(second.stdout)
+    assert without_saved_line(first) + resumed[3:] == straight.splitlines()
+    assert resumed[:3] == straight.splitlines()[:3]
+
+
+def test_a_kill_after_the_first_periodic_checkpoint_loses_nothing_but_time(straight_run,
+                                                                          tmp_path):
+    data, straight = straight_run
+    path = str(tmp_path / 'run.json')
+    proc, seen = start(['--data', data, *LONG_RUN, '--save', path], 'step  101')  # 100 is saved
+    code, _, _ = stop(proc, seen, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert len(load(path)[1]['losses']) == microgpt.SAVE_EVERY == 100
+    resumed = run('--resume', path, '--samples', '5')
+    assert resumed.returncode == 0, resumed.stderr
+    assert step_lines(resumed.stdout) == step_lines(straight)[100:]
+    assert samples_of(resumed.stdout) == samples_of(straight) and len(samples_of(straight)) == 5
+
+
+def test_sigterm_in_training_exits_143_with_a_loadable_checkpoint(tiny_file, tmp_path):
+    path = str(tmp_path / 'run.json')
+    proc, seen = start(['--data', tiny_file, *LONG_RUN, '--save', path], 'step    2')
+    code, out, err = stop(proc, seen, signal.SIGTERM)
+    assert code == 143 and 'Traceback' not in err and 'sample' not in out
+    model, run_out = load(path)
+    assert len(run_out['losses']) == len(step_lines(out)) >= 2
+    assert run_out['steps'] == 250 and all(math.isfinite(p.data) for p in model.params)
+    assert f'interrupted at step {len(step_lines(out))}' in err
+
+
+def test_ctrl_c_in_training_without_save_says_how_to_keep_the_model(tiny_file):
+    code, out, err = stop(*start(['--data', tiny_file, *LONG_RUN], 'step    2'), signal.SIGINT)
+    assert code == 130 and 'Traceback' not in err and 'sample' not in out
+    assert len(err.splitlines()) == 1 and f'interrupted at step {len(step_lines(out))}' in err
+    assert '--save' in err  # how to keep the model next time
 
 
 def test_ctrl_c_in_sampling_keeps_what_was_sampled(tiny_file):
-    code, out, err = start_and_interrupt(['--data', tiny_file, '--steps', '0', '--samples',
-                                          '1000000', '--temperature', '2'], 'sample  2')
-    assert code == 130 and 'Traceback' not in err
+    code, out, err = stop(*start(['--data', tiny_file, '--steps', '0', '--samples', '1000000',
+                                  '--temperature', '2', *SMALL], 'sample  2'), signal.SIGINT)
+    assert code == 130 and 'Traceback' not in err and len(err.splitlines()) == 1
     samples = [line for line in out.splitlines() if line.startswith('sample')]
     assert 2 <= len(samples) < 1000000
+    assert samples == [f'sample {i + 1:2d}: {s}' for i, s in enumerate(samples_of(out))]
