@@ -29,9 +29,10 @@ from statistics import fmean
 
 # Data and tokenizer: the documents (here, names) and the token ids a model reads them as.
 def read_documents(path):
-    """The documents of a UTF-8 text file, one a line, shuffled: the random stream's first use."""
+    """The documents of a UTF-8 text file, one a line, shuffled. The shuffle is the first use of
+    the seeded random stream, so a run (and a resumed run) always sees the same order."""
     with open(path, encoding='utf-8') as f:
-        docs = [line.strip() for line in f.read().split('\n') if line.strip()]
+        docs = [line.strip() for line in f if line.strip()]
     if not docs:
         raise ValueError(f'{path} has no documents: give a text file with one document a line')
     random.shuffle(docs)
@@ -39,16 +40,18 @@ def read_documents(path):
 
 
 class Tokenizer:
-    """One token id per character of the vocabulary, plus BOS, the mark around every document."""
+    """Characters to token ids and back. The id of a character is its place in the sorted
+    vocabulary; one extra id, BOS (beginning of sequence), marks where a document starts and ends."""
 
     def __init__(self, text):
-        self.chars = sorted(set(text))  # the vocabulary: ids 0 .. len - 1
-        self.BOS = len(self.chars)  # marks both where a document begins and where it ends
+        self.chars = sorted(set(text))  # the vocabulary: every character the text uses
+        self.BOS = len(self.chars)
         self.vocab_size = self.BOS + 1
 
     def encode(self, text):
-        """BOS, then the id of each character: the beginning of a document."""
-        return [self.BOS] + [self.chars.index(ch) for ch in text]  # ValueError: not in the vocabulary
+        """BOS and the id of each character: how a document (or a prompt) begins. The closing BOS
+        is added by document_loss, since a prompt must stay open for the model to continue it."""
+        return [self.BOS] + [self.chars.index(ch) for ch in text]  # ValueError if not in it
 
     def decode(self, tokens):
         return ''.join(self.chars[t] for t in tokens if t != self.BOS)
@@ -56,7 +59,9 @@ class Tokenizer:
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
 def _operator(forward, d_dx, d_dy):
-    """One row of the operator table -> the method for `value op other` and its reflected twin."""
+    """One row of the operator table -> the method for `value op other` and its reflected twin.
+    For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` a Value with data
+    a.data * b.data, children a and b, and local gradients b.data and a.data."""
     def method(self, other):
         if isinstance(other, Value):
             x, y = self.data, other.data
@@ -66,7 +71,7 @@ def _operator(forward, d_dx, d_dy):
         return NotImplemented  # so Python raises its usual TypeError for foreign operands
 
     def reflected(self, other):  # `other op self` when only self is a Value, as in `2 - value`
-        if isinstance(other, (int, float)):
+        if isinstance(other, (int, float)):  # self is the right operand, y: its gradient is d/dy
             return Value(forward(other, self.data), [self], [d_dy(other, self.data)])
         return NotImplemented
     return method, reflected
@@ -79,8 +84,8 @@ def _function(forward, derivative):
 
 class Value:
     """A scalar in a computation graph: its data, its gradient, and the children it came from."""
-    __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')  # no per-object dict: lean
-    _serials = itertools.count()  # creation order: a value is always created after its children
+    __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')  # no dict per value: a step
+    _serials = itertools.count()  # makes thousands, so this saves memory and time; see backward
 
     def __init__(self, data, children=(), local_grads=()):
         self.data, self.grad, self.serial = data, 0.0, next(Value._serials)
@@ -90,6 +95,7 @@ class Value:
         return f'Value(data={self.data}, grad={self.grad})'
 
     # One row per operator: its forward function of the floats x and y, then d/dx and d/dy.
+    # (A Value exponent needs log(x), so a ** b with b a Value needs a positive a.data.)
     __add__, __radd__ = _operator(add, lambda x, y: 1, lambda x, y: 1)
     __sub__, __rsub__ = _operator(sub, lambda x, y: 1, lambda x, y: -1)
     __mul__, __rmul__ = _operator(mul, lambda x, y: y, lambda x, y: x)
@@ -97,21 +103,24 @@ class Value:
     __pow__, __rpow__ = _operator(pow, lambda x, y: y * x**(y - 1), lambda x, y: x**y * math.log(x))
     __neg__ = _function(neg, lambda x: -1)
     log = _function(math.log, lambda x: 1 / x)
-    exp = _function(math.exp, math.exp)
+    exp = _function(math.exp, math.exp)  # e^x is its own derivative
     relu = _function(lambda x: max(0, x), lambda x: float(x > 0))
 
     def backward(self):
-        """Set .grad of every value this one depends on to d(self)/d(value), by the chain rule."""
+        """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule
+        (gradients add up, so they start at 0: adam() zeroes the parameters' after each step)."""
         nodes, todo = {self}, [self]
-        while todo:  # collect the graph with a loop, not recursion; leaves (parameters) need no visit
+        while todo:  # a loop, as recursion would hit Python's depth limit on a long graph
             for child in todo.pop().children:
-                if child.children and child not in nodes:
+                if child.children and child not in nodes:  # leaves (parameters) pass nothing on
                     nodes.add(child)
                     todo.append(child)
         self.grad = 1.0
-        for v in sorted(nodes, key=lambda v: v.serial, reverse=True):  # parents before children
-            for child, local_grad in zip(v.children, v.local_grads):
-                child.grad += local_grad * v.grad
+        # A value is created after its children, so in reverse creation order each value comes
+        # after every value that uses it: its gradient is complete before it is passed on.
+        for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
+            for child, local_grad in zip(value.children, value.local_grads):
+                child.grad += local_grad * value.grad
 
 
 # Helpers: the few vector operations a transformer is made of.
@@ -121,15 +130,16 @@ def matrix(nout, nin, init):
 
 
 def linear(x, w):
-    """w @ x, one node per row of w: the dot product of that row with x."""
+    """w @ x, one node per row of w: the dot product of that row with x, as one node instead of
+    a chain of 2 * len(x) nodes of * and +, which makes the graph far smaller and backward faster."""
     x_data = [xi.data for xi in x]
-    out = []
-    for row in w:
-        row_data = [wi.data for wi in row]
-        # reduce adds left to right from 0 as the reference does (sum() of floats rounds otherwise).
-        # d/d(row[i]) is x[i] and d/d(x[i]) is row[i]: the local gradients are the children, crossed.
-        out.append(Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data))
-    return out
+    rows_data = [[wi.data for wi in row] for row in w]
+    # d(row . x)/d(row[i]) is x[i] and d(row . x)/d(x[i]) is row[i]: each side's gradient is the
+    # other side's data, so the children (row, then x) get their local gradients crossed (x, row).
+    # reduce adds left to right from 0, as the reference's sum() of Values does; sum() of floats
+    # compensates rounding from Python 3.12 on, which would change the last bits.
+    return [Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data)
+            for row, row_data in zip(w, rows_data)]
 
 
 def softmax(logits):
@@ -141,17 +151,20 @@ def softmax(logits):
 
 
 def rmsnorm(x):
-    """Rescale x to unit root-mean-square, so activations keep one size from layer to layer."""
-    scale = (linear(x, [x])[0] / len(x) + 1e-5) ** -0.5  # linear(x, [x]): x · x as one node
+    """Rescale x to unit root-mean-square, so activations keep one size from layer to layer.
+    linear(x, [x]) is x . x as one node (each x[i] is a child twice, so it gets 2 * x[i]);
+    the 1e-5 keeps an all-zero x from dividing by zero."""
+    scale = (linear(x, [x])[0] / len(x) + 1e-5) ** -0.5
     return [xi * scale for xi in x]
 
 
 def cross_entropy(logits, target):
-    """-log(softmax(logits)[target]) as one node: low when the model gave the target a high
-    probability. Its local gradients are d/d(logit i) = probability i - (1 if i is the target)."""
+    """-log(softmax(logits)[target]): low when the model gave the target a high probability.
+    One node instead of a softmax's and a log's: the loss is log(sum_j e^z_j) - z_target, so
+    d/dz_i = e^z_i / sum_j e^z_j - (1 if i is the target) = probability i - one-hot i."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
-    total = sum(exps)
+    total = reduce(add, exps, 0.0)
     grads = [e / total - (i == target) for i, e in enumerate(exps)]
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
@@ -166,15 +179,17 @@ class GPT:
             raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
-        # In the reference's order: an embedding (a row of n_embd numbers) per token and per
-        # position, the output layer (a logit per token), then each layer's matrices.
+        # Created in the reference's order, which fixes the random draws and the checkpoint order.
+        # GPT-2's names: an embedding (a row of n_embd numbers) per token (wte) and per position
+        # (wpe), the output layer (lm_head, a logit per token), then each layer's matrices.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
-        e = n_embd  # attention has four square matrices; the MLP widens 4x, then narrows back
-        shapes = {'wq': (e, e), 'wk': (e, e), 'wv': (e, e), 'wo': (e, e), 'fc1': (4 * e, e),
-                  'fc2': (e, 4 * e)}
-        self.layers = [{k: matrix(*shape, init) for k, shape in shapes.items()} for _ in range(n_layer)]
+        # Attention has four square matrices; the MLP widens each position 4x, then narrows it back.
+        shapes = {'wq': (n_embd, n_embd), 'wk': (n_embd, n_embd), 'wv': (n_embd, n_embd),
+                  'wo': (n_embd, n_embd), 'fc1': (4 * n_embd, n_embd), 'fc2': (n_embd, 4 * n_embd)}
+        self.layers = [{k: matrix(*shape, init) for k, shape in shapes.items()}
+                       for _ in range(n_layer)]
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
@@ -187,20 +202,27 @@ class GPT:
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, layer_keys, layer_values in zip(self.layers, keys, values):
             # Attention: this position's query meets every cached key; their values are mixed.
+            # The residual (x, added back afterwards) lets each block learn a correction to x,
+            # and gives the gradient a straight path back through the layers.
             residual, x = x, rmsnorm(x)
             query = linear(x, layer['wq'])
             layer_keys.append(linear(x, layer['wk']))
             layer_values.append(linear(x, layer['wv']))
             # No causal mask is needed: the cache holds only the positions up to this one.
-            heads = []
-            for start in range(0, self.n_embd, self.head_dim):  # each head, a slice of channels,
-                head = slice(start, start + self.head_dim)  # can attend to something else
+            # Each head works on its own slice of the channels, so each can learn to look for
+            # something else (the previous letter, say, or whether a vowel came before).
+            head_outputs = []
+            for start in range(0, self.n_embd, self.head_dim):
+                head = slice(start, start + self.head_dim)
                 scores = linear(query[head], [k[head] for k in layer_keys])  # one per position
-                # dividing by sqrt(head_dim) keeps scores near unit size, so softmax is not too peaked
+                # A dot product of head_dim terms grows like sqrt(head_dim); dividing keeps the
+                # scores near unit size, so the softmax does not saturate on one position.
                 weights = softmax([s / self.head_dim**0.5 for s in scores])
+                # The cached values turned into one row per channel, so that linear() gives each
+                # channel's weighted sum over the positions: sum_t weights[t] * values[t][j].
                 value_columns = [[v[j] for v in layer_values] for j in range(start, head.stop)]
-                heads += linear(weights, value_columns)  # per channel, the weighted sum of values
-            x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
+                head_outputs += linear(weights, value_columns)
+            x = [a + b for a, b in zip(linear(head_outputs, layer['wo']), residual)]
             # MLP: each position on its own, through a wider hidden layer and back.
             residual, x = x, rmsnorm(x)
             hidden = [z.relu() for z in linear(x, layer['fc1'])]
@@ -212,7 +234,9 @@ class GPT:
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
     """One bias-corrected Adam update with a learning rate decaying linearly to 0; zeroes grads."""
     lr_t = lr * (1 - step / num_steps)
-    m_fix, v_fix = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)  # bias corrections, hoisted
+    # m and v are running means of each gradient and squared gradient; they start at 0, so early
+    # on they are too small: dividing by these corrections undoes that.
+    m_fix, v_fix = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
     for i, p in enumerate(params):
         m[i] = beta1 * m[i] + (1 - beta1) * p.grad
         v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
@@ -221,8 +245,11 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 
 
 # Training: one document per step, predicting each next character from the ones before it.
+# A loss of ln(27) = 3.30 is a uniform guess among the 27 tokens of the names; 2.3 is as unsure as
+# a fair choice among e^2.3 = 10 of them.
 def document_loss(model, doc):
-    """Mean cross-entropy of predicting each next token of BOS, the document, BOS."""
+    """Mean cross-entropy of predicting each next token of BOS, the document, BOS. The positions
+    run in order, each adding its key and value to the cache the later ones attend to."""
     tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
     n = min(model.block_size, len(tokens) - 1)
     keys, values = model.empty_cache()
@@ -237,7 +264,7 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
         if not math.isfinite(loss.data):  # diverged: stop before the update spoils the model
-            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data} at learning rate {lr}')
+            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data}, learning rate {lr}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
@@ -272,6 +299,7 @@ def save(model, path, run):
     if not all(math.isfinite(p.data) for p in model.params):
         raise FloatingPointError(f'the model is no longer finite, so {path} was kept as it was')
     with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
+        # The random stream's state goes in too, so a resumed run draws what this one would have.
         json.dump({'format': 'microgpt', 'version': 2, 'vocab': ''.join(model.tokenizer.chars),
                    'config': {k: getattr(model, k) for k in SIZES},
                    'params': [p.data for p in model.params],  # repr floats read back exactly
@@ -301,14 +329,15 @@ def explain(model, text):
     keys, values = model.empty_cache()
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, keys, values))]
-        yield text[:pos], sorted(zip(probs, model.tokenizer.chars + ['<end>']), reverse=True)[:5]
+        names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
+        yield text[:pos], sorted(zip(probs, names), reverse=True)[:5]
 
 
 def sparkline(losses, encoding, width=40):
     """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
     bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # block characters, low to high
     if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
-        bars = '_.-~=+*#'  # this output cannot show the block characters
+        bars = '_.-~=+*#'  # the two differ when some block character cannot be encoded
     n = min(width, len(losses))
     means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
     low, high = min(means), max(means)
@@ -336,7 +365,8 @@ FLAGS = [  # flag, type, default, meaning
 
 def parse_args(argv):
     """The command-line settings, with the values and combinations that make no sense refused."""
-    parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0])
+    # allow_abbrev=False: an abbreviated flag (--n-emb) would slip past the checks on given flags
+    parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
     for flag, kind, default, meaning in FLAGS:
         parser.add_argument(flag, type=kind, default=default, help=f'{meaning} ({default})')
     args = parser.parse_args(argv)
@@ -345,13 +375,15 @@ def parse_args(argv):
     if min(args.steps, args.samples, args.top_k) < 0:
         raise ValueError('--steps, --samples and --top-k must be 0 or more')
     given = {arg.split('=')[0] for arg in argv}
-    fixed = ['--n-layer', '--n-embd', '--n-head', '--block-size']  # what a checkpoint decides
-    fixed += ['--load', '--seed', '--lr', '--steps'] if args.resume else ['--resume']
-    clash = sorted(given & set(fixed)) if args.load or args.resume else []
+    fixed = {'--n-layer', '--n-embd', '--n-head', '--block-size'}  # what any checkpoint decides
+    if args.resume:
+        fixed |= {'--seed', '--lr', '--steps', '--load'}  # and what a run to continue decides
+    clash = sorted(given & fixed) if args.load or args.resume else []
     if clash:
         raise ValueError(f'{" ".join(clash)}: the checkpoint decides these, so leave them out')
-    args.data = None if args.resume and '--data' not in given else args.data  # None: the run's
-    args.save = args.save or args.resume  # a resumed run is saved where it was
+    if args.resume and '--data' not in given:
+        args.data = None  # prepare() takes the data path the run recorded
+    args.save = args.save or args.resume  # a resumed run goes on saving where it was
     return args
 
 
@@ -360,11 +392,12 @@ def prepare(args):
     model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
     if args.resume and not (run and len(run['losses']) < run['steps']):
         raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
-    if args.resume:
+    if args.resume:  # the same seed and data give the run's document order again
         args.seed, args.data = run['seed'], args.data or run['data']
     random.seed(args.seed)
+    # Documents are needed to train and to build a vocabulary, not to sample from a checkpoint.
     docs = read_documents(args.data) if args.steps or args.resume or not model else []
-    digest = docs and hashlib.sha256(pathlib.Path(args.data).read_bytes()).hexdigest()
+    digest = hashlib.sha256(pathlib.Path(args.data).read_bytes()).hexdigest() if docs else ''
     if args.resume and digest != run['sha256']:
         raise ValueError(f'{args.data} is not the data the run trained on: its SHA-256 differs')
     if docs:
@@ -376,13 +409,13 @@ def prepare(args):
     if max(len(args.prompt), len(args.explain)) >= model.block_size:
         raise ValueError(f'--prompt and --explain must be shorter than the block ({model.block_size})')
     print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
-    if args.resume:
+    if args.resume:  # the stream as the run left it (JSON turned its tuples into lists)
         random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
         return model, docs, run
-    n = len(model.params)
+    n, data = len(model.params), os.path.abspath(args.data) if docs else ''
     return model, docs, {'seed': args.seed, 'steps': args.steps, 'lr': args.lr, 'losses': [],
-                         'm': [0.0] * n, 'v': [0.0] * n, 'data': docs and os.path.abspath(args.data),
-                         'sha256': digest, 'pretrained': bool(args.load)}
+                         'm': [0.0] * n, 'v': [0.0] * n, 'data': data, 'sha256': digest,
+                         'pretrained': bool(args.load)}  # after --load, what it saw is unknown
 
 
 def train_and_save(model, docs, run, args, stop):
@@ -390,30 +423,29 @@ def train_and_save(model, docs, run, args, stop):
     path, first, start_time = args.save, len(run['losses']), time.perf_counter()
     if path and not first:
         save(model, path, run)  # at step 0, so a path that cannot be written fails before training
-    steps = train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v']))
-    for step, loss in diverged_as_error(steps, path):
-        run['losses'].append(loss)
-        line = f'step {step + 1:4d} / {run["steps"]:4d} | loss {loss:.4f}'
-        if sys.stdout.isatty():  # one line rewritten in place, with the trend, speed and time left
-            rate = (step + 1 - first) / (time.perf_counter() - start_time)
-            line = (f'\r{line} | last 100: {fmean(run["losses"][-100:]):.4f} | '
-                    f'{rate:.1f} steps/s | {(run["steps"] - step - 1) / rate:.0f} s left ')
-        print(line, end='' if line[0] == '\r' else '\n', flush=True)
-        if path and (stop or (step + 1) % SAVE_EVERY == 0 or step + 1 == run['steps']):
-            save(model, path, run)
-        if stop:
-            break
+    try:
+        for step, loss in train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v'])):
+            run['losses'].append(loss)
+            print_step(run['losses'], run['steps'], first, start_time)
+            if path and (stop or (step + 1) % SAVE_EVERY == 0 or step + 1 == run['steps']):
+                save(model, path, run)
+            if stop:
+                break
+    except FloatingPointError as e:  # the last checkpoint, with a finite model, stays as it was
+        held = f'; {path} still holds step {len(load(path)[1]["losses"])}' if path else ''
+        raise FloatingPointError(f'{e}: try a lower --lr{held}') from None
     if sys.stdout.isatty() and len(run['losses']) > first:
         print()  # end the line that was rewritten in place
 
 
-def diverged_as_error(steps, path):
-    """The training steps, with divergence reported as the error it is for the command line."""
-    try:
-        yield from steps
-    except FloatingPointError as e:  # the last checkpoint, with a finite model, stays as it was
-        held = f'; {path} still holds step {len(load(path)[1]["losses"])}' if path else ''
-        raise FloatingPointError(f'{e}: try a lower --lr{held}') from None
+def print_step(losses, steps, first, start_time):
+    """The reference's step line; on a terminal, one line rewritten in place with more to see."""
+    line = f'step {len(losses):4d} / {steps:4d} | loss {losses[-1]:.4f}'
+    if not sys.stdout.isatty():
+        return print(line)
+    rate = (len(losses) - first) / (time.perf_counter() - start_time)  # steps a second
+    print(f'\r{line} | last 100: {fmean(losses[-100:]):.4f} | {rate:.1f} steps/s | '
+          f'{(steps - len(losses)) / rate:.0f} s left ', end='', flush=True)
 
 
 def report(model, docs, run, args, stop):
@@ -423,14 +455,16 @@ def report(model, docs, run, args, stop):
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
     unseen = docs[steps:steps + 100]  # training read the documents in order, up to steps
-    if losses and not run['pretrained']:
-        held_out = unseen and fmean(document_loss(model, doc).data for doc in unseen)
-        print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of the'
-              f' last 100 steps: {fmean(losses[-100:]):.4f})' if unseen else
-              f'held-out loss: none, all {len(docs)} documents were trained on')
-    for prefix, top in explain(model, args.explain) if args.explain else []:
-        guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
-        print(f'next after {prefix!r:>{len(args.explain) + 2}}: {guesses}')
+    if losses and not run['pretrained'] and not unseen:
+        print(f'held-out loss: none, all {len(docs)} documents were trained on')
+    elif losses and not run['pretrained']:
+        held_out = fmean(document_loss(model, doc).data for doc in unseen)
+        print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of '
+              f'the last {min(len(losses), 100)} steps: {fmean(losses[-100:]):.4f})')
+    if args.explain:
+        for prefix, top in explain(model, args.explain):
+            guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
+            print(f'next after {prefix!r:>{len(args.explain) + 2}}: {guesses}')
     if args.samples:
         print('\n--- inference (new, hallucinated names) ---')
     texts = []
@@ -438,8 +472,9 @@ def report(model, docs, run, args, stop):
         texts.append(sample(model, args.temperature, args.prompt, args.top_k))
         print(f'sample {len(texts):2d}: {texts[-1]}')
     if docs and texts:
-        new = [text for text in texts if text not in set(docs)]
-        print(f'new: {len(new)} of {len(texts)} samples are not in the data')
+        known = set(docs)
+        print(f'new: {sum(text not in known for text in texts)} of {len(texts)} samples are not '
+              'in the data')
 
 
 def main(argv=None):
@@ -447,7 +482,7 @@ def main(argv=None):
     130 after Ctrl-C and 143 after SIGTERM (the step in progress finishes, then the run stops)."""
     stop = []  # a signal appends its number here; the loops check it between steps and samples
     handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in (signal.SIGINT, signal.SIGTERM)}  # signal() returns the old handler
     collecting = gc.isenabled()
     if sys.implementation.name == 'cpython':  # PyPy's collector is its only one, so it stays on
         gc.disable()  # the graph has no reference cycles: CPython's cycle collector only costs time
@@ -457,9 +492,9 @@ def main(argv=None):
         train_and_save(model, docs, run, args, stop)
         if not stop:
             report(model, docs, run, args, stop)
-        if stop:
-            print(f'interrupted at step {len(run["losses"])}; to go on: --resume {args.save or "PATH"}'
-                  + ('' if args.save else ' after a run with --save PATH'), file=sys.stderr)
+        if stop:  # during training, or during the samples report() prints
+            keep = f'go on with --resume {args.save}' if args.save else 'keep it with --save PATH'
+            print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
         return 128 + stop[0] if stop else 0
     except (ArithmeticError, OSError, ValueError) as e:
         print(f'microgpt: error: {e}', file=sys.stderr)

@@ -777,7 +777,7 @@ def test_cli_end_to_end(tiny_file):
     # ... and ours: the curve, the loss on the 4 documents after the 12 trained on, what is new.
     assert lines[15] == sparkline(TINY_LOSSES, 'utf-8')
     assert re.fullmatch(r'held-out loss \d\.\d{4} on 4 documents never trained on \(mean of the '
-                        r'last 100 steps: ' + f'{sum(TINY_LOSSES) / 12:.4f}' + r'\)', lines[16])
+                        r'last 12 steps: ' + f'{sum(TINY_LOSSES) / 12:.4f}' + r'\)', lines[16])
     assert lines[24:] == ['new: 5 of 5 samples are not in the data']  # none is a tiny name
 
 
@@ -1105,7 +1105,7 @@ def test_held_out_loss_is_the_mean_loss_of_the_documents_after_the_last_trained_
     if hasattr(microgpt, 'evaluate'):
         assert microgpt.evaluate(model, docs[20:120]) == pytest.approx(mean, rel=0, abs=1e-12)
     line = (f'held-out loss {mean:.4f} on 100 documents never trained on '
-            f'(mean of the last 100 steps: {sum(losses) / 20:.4f})')
+            f'(mean of the last 20 steps: {sum(losses) / 20:.4f})')
     assert line in out.splitlines()
     for other in (docs[:100], docs[30:130], docs[19:119]):  # would a wrong slice show?
         assert f'{sum(document_loss(model, d).data for d in other) / 100:.4f}' != f'{mean:.4f}'
