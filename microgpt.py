@@ -41,7 +41,7 @@ def read_documents(path):
 
 class Tokenizer:
     """Characters to token ids and back. The id of a character is its place in the sorted
-    vocabulary; one extra id, BOS (beginning of sequence), marks where a document starts and ends."""
+    vocabulary; one more id, BOS (beginning of sequence), marks where a document starts and ends."""
 
     def __init__(self, text):
         self.chars = sorted(set(text))  # the vocabulary: every character the text uses
@@ -62,24 +62,24 @@ def _operator(forward, d_dx, d_dy):
     """One row of the operator table -> the method for `value op other` and its reflected twin.
     For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` a Value with data
     a.data * b.data, children a and b, and local gradients b.data and a.data."""
-    def method(self, other):
+    def method(self, other):  # children and local gradients in tuples: lighter than lists
         if isinstance(other, Value):
             x, y = self.data, other.data
-            return Value(forward(x, y), [self, other], [d_dx(x, y), d_dy(x, y)])
+            return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
         if isinstance(other, (int, float)):  # a plain number is a constant: no node, no gradient
-            return Value(forward(self.data, other), [self], [d_dx(self.data, other)])
+            return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
         return NotImplemented  # so Python raises its usual TypeError for foreign operands
 
     def reflected(self, other):  # `other op self` when only self is a Value, as in `2 - value`
         if isinstance(other, (int, float)):  # self is the right operand, y: its gradient is d/dy
-            return Value(forward(other, self.data), [self], [d_dy(other, self.data)])
+            return Value(forward(other, self.data), (self,), (d_dy(other, self.data),))
         return NotImplemented
     return method, reflected
 
 
 def _function(forward, derivative):
     """One row of the table for a function of one value -> its method."""
-    return lambda self: Value(forward(self.data), [self], [derivative(self.data)])
+    return lambda self: Value(forward(self.data), (self,), (derivative(self.data),))
 
 
 class Value:
@@ -119,8 +119,9 @@ class Value:
         # A value is created after its children, so in reverse creation order each value comes
         # after every value that uses it: its gradient is complete before it is passed on.
         for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
+            grad = value.grad  # read once per value, not once per edge: this loop is the hot one
             for child, local_grad in zip(value.children, value.local_grads):
-                child.grad += local_grad * value.grad
+                child.grad += local_grad * grad
 
 
 # Helpers: the few vector operations a transformer is made of.
@@ -131,7 +132,7 @@ def matrix(nout, nin, init):
 
 def linear(x, w):
     """w @ x, one node per row of w: the dot product of that row with x, as one node instead of
-    a chain of 2 * len(x) nodes of * and +, which makes the graph far smaller and backward faster."""
+    a chain of 2 * len(x) nodes of * and +, so the graph is far smaller and backward faster."""
     x_data = [xi.data for xi in x]
     rows_data = [[wi.data for wi in row] for row in w]
     # d(row . x)/d(row[i]) is x[i] and d(row . x)/d(x[i]) is row[i]: each side's gradient is the
@@ -264,7 +265,7 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
         if not math.isfinite(loss.data):  # diverged: stop before the update spoils the model
-            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data}, learning rate {lr}')
+            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data} at rate {lr}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
@@ -352,15 +353,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt')
 FLAGS = [  # flag, type, default, meaning
-    ('--data', str, DATA, 'UTF-8 text, a document a line'), ('--seed', int, 42, 'random seed'),
-    ('--steps', int, 1000, 'training steps'), ('--lr', float, 0.01, 'learning rate, above 0'),
-    ('--samples', int, 20, 'samples to print'), ('--top-k', int, 0, 'sample the k likeliest; 0: all'),
-    ('--temperature', float, 0.5, 'above 0; lower is safer'), ('--prompt', str, '', 'start samples'),
+    ('--data', str, DATA, 'UTF-8 text, one document a line'),
+    ('--seed', int, 42, 'random seed'), ('--steps', int, 1000, 'training steps'),
+    ('--lr', float, 0.01, 'learning rate, above 0'), ('--samples', int, 20, 'samples to print'),
+    ('--temperature', float, 0.5, 'above 0: lower is safer, higher wilder'),
+    ('--top-k', int, 0, 'sample only from the k likeliest tokens; 0: all'),
+    ('--prompt', str, '', 'text every sample starts with'),
     ('--explain', str, '', 'show what the model predicts after each character of this text'),
     ('--n-layer', int, 1, 'transformer layers'), ('--n-embd', int, 16, 'embedding width'),
     ('--n-head', int, 4, 'attention heads'), ('--block-size', int, 16, 'context length'),
-    ('--save', str, '', f'write the model and the run here every {SAVE_EVERY} steps and at the end'),
-    ('--load', str, '', 'start from this checkpoint'), ('--resume', str, '', 'continue its run')]
+    ('--save', str, '', f'keep the model and the run here, every {SAVE_EVERY} steps and at end'),
+    ('--load', str, '', 'start from the model in this checkpoint'),
+    ('--resume', str, '', 'continue the run saved in this checkpoint to its planned end')]
 
 
 def parse_args(argv):
@@ -407,7 +411,7 @@ def prepare(args):
     if unknown:
         raise ValueError(f'{"".join(sorted(unknown))!r}: not in the vocabulary of the model')
     if max(len(args.prompt), len(args.explain)) >= model.block_size:
-        raise ValueError(f'--prompt and --explain must be shorter than the block ({model.block_size})')
+        raise ValueError(f'--prompt and --explain must be under {model.block_size} characters')
     print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
     if args.resume:  # the stream as the run left it (JSON turned its tuples into lists)
         random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
