@@ -411,7 +411,8 @@ def prepare(args):
     if unknown:
         raise ValueError(f'{"".join(sorted(unknown))!r}: not in the vocabulary of the model')
     if max(len(args.prompt), len(args.explain)) >= model.block_size:
-        raise ValueError(f'--prompt and --explain must be under {model.block_size} characters')
+        raise ValueError(f'--prompt and --explain must be shorter than the block of the model, '
+                         f'{model.block_size} characters')
     print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
     if args.resume:  # the stream as the run left it (JSON turned its tuples into lists)
         random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
