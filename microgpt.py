@@ -84,8 +84,9 @@ def _function(forward, derivative):
 
 class Value:
     """A scalar in a computation graph: its data, its gradient, and the children it came from."""
-    __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')  # no dict per value: a step
-    _serials = itertools.count()  # makes thousands, so this saves memory and time; see backward
+    # __slots__: no attribute dict per value; a step makes thousands, so this saves memory and time.
+    __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')
+    _serials = itertools.count()  # creation order: a value is always created after its children
 
     def __init__(self, data, children=(), local_grads=()):
         self.data, self.grad, self.serial = data, 0.0, next(Value._serials)
@@ -254,6 +255,7 @@ def document_loss(model, doc):
     tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
     n = min(model.block_size, len(tokens) - 1)
     keys, values = model.empty_cache()
+    # (1 / n) * rather than / n: the reference's expression, so the floats are the same
     return (1 / n) * sum(cross_entropy(model(tokens[i], i, keys, values), tokens[i + 1])
                          for i in range(n))
 
@@ -265,7 +267,7 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
         if not math.isfinite(loss.data):  # diverged: stop before the update spoils the model
-            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data} at rate {lr}')
+            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data} with lr {lr}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
@@ -328,9 +330,9 @@ def load(path):
 def explain(model, text):
     """After BOS and after each character of text: the 5 likeliest next tokens, (prob, char)."""
     keys, values = model.empty_cache()
+    names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, keys, values))]
-        names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
         yield text[:pos], sorted(zip(probs, names), reverse=True)[:5]
 
 
