@@ -86,6 +86,16 @@ def samples_of(out):
     return [line.split(': ', 1)[1] for line in out.splitlines() if line.startswith('sample ')]
 
 
+def small_model_as_the_cli_trains_it(data, steps):
+    """The documents and the SMALL model that `--data data --steps steps` (seed 42) trains."""
+    random.seed(42)
+    docs = read_documents(data)
+    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
+    for _ in train(model, docs, steps):
+        pass
+    return docs, model
+
+
 def shuffled_tiny_names(seed=42):
     random.seed(seed)
     docs = list(TINY_NAMES)
@@ -1113,11 +1123,7 @@ def test_held_out_loss_is_the_mean_loss_of_the_documents_after_the_last_trained_
 
 
 def test_computing_a_held_out_loss_changes_nothing(tiny_file):
-    random.seed(42)
-    docs = read_documents(tiny_file)
-    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
-    for _ in train(model, docs, 10):
-        pass
+    docs, model = small_model_as_the_cli_trains_it(tiny_file, 10)
     rng = random.Random(3)
     for p in model.params:
         p.grad = rng.uniform(-1, 1)  # gradients a careless backward() would add to
@@ -1170,11 +1176,7 @@ def test_top_k_1_on_the_command_line_samples_the_greedy_text(tiny_file, capsys):
     status, out, _ = cli(capsys, '--data', tiny_file, '--steps', '5', '--samples', '3',
                          '--top-k', '1', *SMALL)
     assert status == 0
-    random.seed(42)
-    docs = read_documents(tiny_file)
-    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
-    for _ in train(model, docs, 5):
-        pass
+    _, model = small_model_as_the_cli_trains_it(tiny_file, 5)
     tokens = [model.tokenizer.BOS]
     while len(tokens) <= model.block_size:  # the likeliest token, every time, up to BOS
         tokens.append(greedy_next_tokens(model, tokens)[-1])
@@ -1195,11 +1197,7 @@ def test_explain_prints_the_top_5_after_each_prefix(tiny_file, capsys):
     status, out, _ = cli(capsys, '--data', tiny_file, '--steps', '5', '--samples', '1',
                          '--explain', 'ol', *SMALL)
     assert status == 0
-    random.seed(42)
-    docs = read_documents(tiny_file)
-    model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
-    for _ in train(model, docs, 5):
-        pass
+    _, model = small_model_as_the_cli_trains_it(tiny_file, 5)
     # a line per prefix: the 5 likeliest next characters, each with its probability in percent
     shown = [re.findall(r'(\S+) +(\d+\.\d)%', line) for line in out.splitlines()]
     shown = [guesses for guesses in shown if guesses]
