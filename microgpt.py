@@ -358,8 +358,8 @@ FLAGS = [  # flag, type, default, meaning
     ('--data', str, DATA, 'UTF-8 text, one document a line'),
     ('--seed', int, 42, 'random seed'), ('--steps', int, 1000, 'training steps'),
     ('--lr', float, 0.01, 'learning rate, above 0'), ('--samples', int, 20, 'samples to print'),
-    ('--temperature', float, 0.5, 'above 0: lower is safer, higher wilder'),
-    ('--top-k', int, 0, 'sample only from the k likeliest tokens; 0: all'),
+    ('--temperature', float, 0.5, 'sampling temperature above 0: lower is safer'),
+    ('--top-k', int, 0, 'sample only from the k likeliest tokens (0: all)'),
     ('--prompt', str, '', 'text every sample starts with'),
     ('--explain', str, '', 'show what the model predicts after each character of this text'),
     ('--n-layer', int, 1, 'transformer layers'), ('--n-embd', int, 16, 'embedding width'),
@@ -374,7 +374,7 @@ def parse_args(argv):
     # allow_abbrev=False: an abbreviated flag (--n-emb) would slip past the checks on given flags
     parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
     for flag, kind, default, meaning in FLAGS:
-        parser.add_argument(flag, type=kind, default=default, help=f'{meaning} ({default})')
+        parser.add_argument(flag, type=kind, default=default, help=f'{meaning} [{default!r}]')
     args = parser.parse_args(argv)
     if not (0 < args.temperature < math.inf and 0 < args.lr < math.inf):
         raise ValueError('--temperature and --lr must be finite numbers above 0')
