@@ -51,13 +51,14 @@ class Tokenizer:
     def encode(self, text):
         """BOS and the id of each character: how a document (or a prompt) begins. The closing BOS
         is added by document_loss, since a prompt must stay open for the model to continue it."""
-        return [self.BOS] + [self.chars.index(ch) for ch in text]  # ValueError if not in it
+        return [self.BOS] + [self.chars.index(ch) for ch in text]
 
     def decode(self, tokens):
         return ''.join(self.chars[t] for t in tokens if t != self.BOS)
 
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
+# _operator and _function build the arithmetic methods of Value (below) from the table in its body.
 def _operator(forward, d_dx, d_dy):
     """One row of the operator table -> the method for `value op other` and its reflected twin.
     For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` a Value with data
@@ -138,8 +139,9 @@ def linear(x, w):
     rows_data = [[wi.data for wi in row] for row in w]
     # d(row . x)/d(row[i]) is x[i] and d(row . x)/d(x[i]) is row[i]: each side's gradient is the
     # other side's data, so the children (row, then x) get their local gradients crossed (x, row).
-    # reduce adds left to right from 0, as the reference's sum() of Values does; sum() of floats
-    # compensates rounding from Python 3.12 on, which would change the last bits.
+    # reduce adds left to right from 0, as the classic microgpt's sum() of Values does; sum() of
+    # floats compensates rounding from Python 3.12 on, which would change the last bits.
+    # (row + x joins two lists: the children are the row's weights, then the inputs.)
     return [Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data)
             for row, row_data in zip(w, rows_data)]
 
@@ -148,7 +150,7 @@ def softmax(logits):
     """Probabilities from logits; subtracting the max (a constant) keeps exp from overflowing."""
     top = max(z.data for z in logits)
     exps = [(z - top).exp() for z in logits]
-    total = sum(exps)
+    total = sum(exps)  # a sum of Values adds them one by one, as the classic microgpt does
     return [e / total for e in exps]
 
 
@@ -176,7 +178,7 @@ class GPT:
     """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position."""
 
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
-                 init=lambda: random.gauss(0, 0.08)):
+                 init=lambda: random.gauss(0, 0.08)):  # small: the first guesses near uniform
         if min(n_layer, n_embd, n_head, block_size) < 1 or n_embd % n_head:
             raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
@@ -201,6 +203,7 @@ class GPT:
 
     def __call__(self, token, pos, keys, values):
         """Logits for the token after `token` at position `pos`; appends to the key/value cache."""
+        # What the token is plus where it is, normalised (as the classic microgpt does)
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, layer_keys, layer_values in zip(self.layers, keys, values):
             # Attention: this position's query meets every cached key; their values are mixed.
@@ -217,15 +220,17 @@ class GPT:
             for start in range(0, self.n_embd, self.head_dim):
                 head = slice(start, start + self.head_dim)
                 scores = linear(query[head], [k[head] for k in layer_keys])  # one per position
-                # A dot product of head_dim terms grows like sqrt(head_dim); dividing keeps the
-                # scores near unit size, so the softmax does not saturate on one position.
+                # The spread of a dot product of head_dim random unit-size terms grows like
+                # sqrt(head_dim); dividing keeps scores near unit size, so the softmax does not
+                # put all its weight on one position (and lose its gradient).
                 weights = softmax([s / self.head_dim**0.5 for s in scores])
                 # The cached values turned into one row per channel, so that linear() gives each
                 # channel's weighted sum over the positions: sum_t weights[t] * values[t][j].
                 value_columns = [[v[j] for v in layer_values] for j in range(start, head.stop)]
                 head_outputs += linear(weights, value_columns)
             x = [a + b for a, b in zip(linear(head_outputs, layer['wo']), residual)]
-            # MLP: each position on its own, through a wider hidden layer and back.
+            # MLP: attention gathered from the other positions; now each position computes on
+            # what it gathered, through a wider hidden layer and back.
             residual, x = x, rmsnorm(x)
             hidden = [z.relu() for z in linear(x, layer['fc1'])]
             x = [a + b for a, b in zip(linear(hidden, layer['fc2']), residual)]
@@ -242,6 +247,8 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
     for i, p in enumerate(params):
         m[i] = beta1 * m[i] + (1 - beta1) * p.grad
         v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
+        # m / sqrt(v): the gradient's direction, scaled so each parameter steps about lr_t,
+        # however large or small its own gradients are
         p.data -= lr_t * (m[i] / m_fix) / ((v[i] / v_fix) ** 0.5 + eps)
         p.grad = 0.0
 
@@ -253,7 +260,7 @@ def document_loss(model, doc):
     """Mean cross-entropy of predicting each next token of BOS, the document, BOS. The positions
     run in order, each adding its key and value to the cache the later ones attend to."""
     tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)
+    n = min(model.block_size, len(tokens) - 1)  # a longer document is cut: block_size positions
     keys, values = model.empty_cache()
     # (1 / n) * rather than / n: the reference's expression, so the floats are the same
     return (1 / n) * sum(cross_entropy(model(tokens[i], i, keys, values), tokens[i + 1])
@@ -338,7 +345,7 @@ def explain(model, text):
 
 def sparkline(losses, encoding, width=40):
     """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
-    bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # block characters, low to high
+    bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
     if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
         bars = '_.-~=+*#'  # the two differ when some block character cannot be encoded
     n = min(width, len(losses))
@@ -380,10 +387,12 @@ def parse_args(argv):
         raise ValueError('--temperature and --lr must be finite numbers above 0')
     if min(args.steps, args.samples, args.top_k) < 0:
         raise ValueError('--steps, --samples and --top-k must be 0 or more')
+    # A flag typed by hand for what a checkpoint decides would be silently overruled: refuse it.
+    # A checkpoint decides the sizes; a run to continue also its seed, learning rate and steps.
     given = {arg.split('=')[0] for arg in argv}
-    fixed = {'--n-layer', '--n-embd', '--n-head', '--block-size'}  # what any checkpoint decides
+    fixed = {'--n-layer', '--n-embd', '--n-head', '--block-size'}
     if args.resume:
-        fixed |= {'--seed', '--lr', '--steps', '--load'}  # and what a run to continue decides
+        fixed |= {'--seed', '--lr', '--steps', '--load'}
     clash = sorted(given & fixed) if args.load or args.resume else []
     if clash:
         raise ValueError(f'{" ".join(clash)}: the checkpoint decides these, so leave them out')
@@ -394,14 +403,16 @@ def parse_args(argv):
 
 
 def prepare(args):
-    """The model, the documents and the run the flags ask for, printing what the reference does."""
+    """The model, the documents and the run the flags ask for, printing what the reference does:
+    a checkpoint, if any; the documents, shuffled; the model; the run's state, new or restored."""
     model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
     if args.resume and not (run and len(run['losses']) < run['steps']):
         raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
-    if args.resume:  # the same seed and data give the run's document order again
+    if args.resume:  # the run's seed and data give its document order again
         args.seed, args.data = run['seed'], args.data or run['data']
     random.seed(args.seed)
-    # Documents are needed to train and to build a vocabulary, not to sample from a checkpoint.
+    # Documents are needed to train, to continue a run and to build a new model's vocabulary;
+    # sampling from a checkpoint needs none.
     docs = read_documents(args.data) if args.steps or args.resume or not model else []
     digest = hashlib.sha256(pathlib.Path(args.data).read_bytes()).hexdigest() if docs else ''
     if args.resume and digest != run['sha256']:
@@ -419,10 +430,11 @@ def prepare(args):
     if args.resume:  # the stream as the run left it (JSON turned its tuples into lists)
         random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
         return model, docs, run
-    n, data = len(model.params), os.path.abspath(args.data) if docs else ''
+    n = len(model.params)
     return model, docs, {'seed': args.seed, 'steps': args.steps, 'lr': args.lr, 'losses': [],
-                         'm': [0.0] * n, 'v': [0.0] * n, 'data': data, 'sha256': digest,
-                         'pretrained': bool(args.load)}  # after --load, what it saw is unknown
+                         'm': [0.0] * n, 'v': [0.0] * n, 'sha256': digest,
+                         'data': os.path.abspath(args.data) if docs else '',
+                         'pretrained': bool(args.load)}  # then no held-out loss can be trusted
 
 
 def train_and_save(model, docs, run, args, stop):
