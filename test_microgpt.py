@@ -1263,8 +1263,11 @@ def start(args, wait_for):
 
 def stop(proc, seen, signum):
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, ''.join(seen) + out, err
+    # read() and not communicate(): communicate() reads the pipe itself and would skip the lines
+    # that reading `seen` line by line had already buffered, losing them under load
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    return proc.wait(timeout=60), ''.join(seen) + out, err
 
 
 LONG_RUN = ['--steps', '250', '--samples', '5', *SMALL]  # 250 steps of ~2 ms: time to interrupt
