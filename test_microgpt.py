@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+from statistics import fmean
 
 import pytest
 
@@ -801,7 +802,8 @@ def test_cli_finds_its_data_from_any_folder(tmp_path):
     result = run('--steps', '1', '--samples', '1', *SMALL, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('num docs: 32469\nvocab size: 27\n')
-    assert re.search(r'^held-out loss \d\.\d{4} on 100 documents never trained on', result.stdout,
+    assert re.search(rf'^held-out loss \d\.\d{{4}} on {microgpt.HELD_OUT} documents never trained on',
+                     result.stdout,
                      re.MULTILINE)
 
 
@@ -1097,28 +1099,38 @@ def test_resume_refuses_what_the_checkpoint_sets(flags, interrupted, capsys):
 # --- What the run reports after training ----------------------------------------------------
 
 def test_held_out_loss_is_the_mean_loss_of_the_documents_after_the_last_trained_on(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
+    n = microgpt.HELD_OUT
     with open(microgpt.DATA, encoding='utf-8') as f:
-        names = f.read().split('\n')[:130]
-    data = tmp_path / 'names130.txt'
+        names = f.read().split('\n')[:20 + n + 10]
+    data = tmp_path / 'names.txt'
     data.write_text('\n'.join(names) + '\n', encoding='utf-8')
+    scored = []  # every (document, loss) the command line computes, training steps included
+
+    def recording(model, doc):
+        loss = document_loss(model, doc)
+        scored.append((doc, loss.data))
+        return loss
+    monkeypatch.setattr(microgpt, 'document_loss', recording)
     status, out, err = cli(capsys, '--data', data, '--steps', '20', '--samples', '3', *SMALL)
     assert (status, err) == (0, '')
-    # The same run in-process: the held-out set is docs[20:120], the 100 after the 20 trained on.
+    monkeypatch.undo()
+    # The same run in-process: the held-out set is the n documents after the 20 trained on.
     random.seed(42)
     docs = read_documents(str(data))
     model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
     losses = [loss for _, loss in train(model, docs, 20)]
     samples = [sample(model) for _ in range(3)]  # straight after training: no draw in between
-    held_out = [document_loss(model, doc).data for doc in docs[20:120]]
-    mean = sum(held_out) / len(held_out)
-    if hasattr(microgpt, 'evaluate'):
-        assert microgpt.evaluate(model, docs[20:120]) == pytest.approx(mean, rel=0, abs=1e-12)
-    line = (f'held-out loss {mean:.4f} on 100 documents never trained on '
+    held_out = [document_loss(model, doc).data for doc in docs[20:20 + n]]
+    assert [doc for doc, _ in scored] == docs[:20 + n]  # 20 steps, then exactly those n
+    assert [loss for _, loss in scored[20:]] == held_out  # the same model: the same losses
+    mean = sum(held_out) / n
+    assert fmean(loss for _, loss in scored[20:]) == pytest.approx(mean, rel=0, abs=1e-12)
+    line = (f'held-out loss {fmean(held_out):.4f} on {n} documents never trained on '
             f'(mean of the last 20 steps: {sum(losses) / 20:.4f})')
     assert line in out.splitlines()
-    for other in (docs[:100], docs[30:130], docs[19:119]):  # would a wrong slice show?
-        assert f'{sum(document_loss(model, d).data for d in other) / 100:.4f}' != f'{mean:.4f}'
+    for other in (docs[:n], docs[30:30 + n], docs[19:19 + n]):  # would a wrong slice show?
+        assert f'{sum(document_loss(model, d).data for d in other) / n:.4f}' != f'{mean:.4f}'
     assert samples_of(out) == samples  # computing it drew nothing from the random stream
 
 
