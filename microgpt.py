@@ -58,7 +58,9 @@ class Tokenizer:
 
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
-# _operator and _function build the arithmetic methods of Value (below) from the table in its body.
+# For example, after c = a * b; c.backward(), a.grad is b.data and b.grad is a.data: how much c
+# moves per unit of a, and of b. _operator and _function build Value's arithmetic methods (the
+# class comes next) from one table row each: the forward function and its local gradients.
 def _operator(forward, d_dx, d_dy):
     """One row of the operator table -> the method for `value op other` and its reflected twin.
     For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` a Value with data
@@ -110,11 +112,13 @@ class Value:
 
     def backward(self):
         """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule
-        (gradients add up, so they start at 0: adam() zeroes the parameters' after each step)."""
+        (gradients add up, so they start at 0: adam() zeroes the parameters' gradients)."""
         nodes, todo = {self}, [self]
         while todo:  # a loop, as recursion would hit Python's depth limit on a long graph
             for child in todo.pop().children:
-                if child.children and child not in nodes:  # leaves (parameters) pass nothing on
+                # A leaf (a parameter) gets its .grad in the loop below, from the values that use
+                # it; it passes nothing on, so it needs no visit of its own.
+                if child.children and child not in nodes:
                     nodes.add(child)
                     todo.append(child)
         self.grad = 1.0
@@ -133,8 +137,8 @@ def matrix(nout, nin, init):
 
 
 def linear(x, w):
-    """w @ x, one node per row of w: the dot product of that row with x, as one node instead of
-    a chain of 2 * len(x) nodes of * and +, so the graph is far smaller and backward faster."""
+    """w @ x: for each row of w, sum(wi * xi for wi, xi in zip(row, x)), the same number, made
+    as one node instead of a chain of 2 * len(x) nodes of * and +: a far smaller graph."""
     x_data = [xi.data for xi in x]
     rows_data = [[wi.data for wi in row] for row in w]
     # d(row . x)/d(row[i]) is x[i] and d(row . x)/d(x[i]) is row[i]: each side's gradient is the
@@ -155,9 +159,10 @@ def softmax(logits):
 
 
 def rmsnorm(x):
-    """Rescale x to unit root-mean-square, so activations keep one size from layer to layer.
-    linear(x, [x]) is x . x as one node (each x[i] is a child twice, so it gets 2 * x[i]);
-    the 1e-5 keeps an all-zero x from dividing by zero."""
+    """Rescale x to unit root-mean-square, so activations keep one size from layer to layer:
+    scale = (sum(xi * xi) / len(x) + 1e-5) ** -0.5, with sum(xi * xi) made by linear(x, [x]) as
+    one node (each x[i] is a child twice, so it gets 2 * x[i]); the 1e-5 keeps a zero x from
+    dividing by 0."""
     scale = (linear(x, [x])[0] / len(x) + 1e-5) ** -0.5
     return [xi * scale for xi in x]
 
@@ -183,7 +188,7 @@ class GPT:
             raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
-        # Created in the reference's order, which fixes the random draws and the checkpoint order.
+        # Created in the classic microgpt's order: it fixes the random draws and checkpoint order.
         # GPT-2's names: an embedding (a row of n_embd numbers) per token (wte) and per position
         # (wpe), the output layer (lm_head, a logit per token), then each layer's matrices.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
@@ -206,7 +211,9 @@ class GPT:
         # What the token is plus where it is, normalised (as the classic microgpt does)
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, layer_keys, layer_values in zip(self.layers, keys, values):
-            # Attention: this position's query meets every cached key; their values are mixed.
+            # Attention. The query says what this position is looking for, each position's key
+            # what it offers; their dot product scores the match. The softmax of the scores
+            # weighs the positions' values, and their weighted sum is what this position takes.
             # The residual (x, added back afterwards) lets each block learn a correction to x,
             # and gives the gradient a straight path back through the layers.
             residual, x = x, rmsnorm(x)
@@ -239,7 +246,7 @@ class GPT:
 
 # Adam: step each parameter against its gradient, scaled by running averages of the gradients.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
-    """One bias-corrected Adam update with a learning rate decaying linearly to 0; zeroes grads."""
+    """One bias-corrected Adam update; the learning rate decays linearly toward 0. Zeroes grads."""
     lr_t = lr * (1 - step / num_steps)
     # m and v are running means of each gradient and squared gradient; they start at 0, so early
     # on they are too small: dividing by these corrections undoes that.
@@ -283,7 +290,8 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
 # Sampling: generate new text one character at a time, feeding each back in.
 def sample(model, temperature=0.5, prompt='', top_k=0):
     """A document that starts with prompt, drawn a token at a time until BOS or the block ends.
-    Temperature below 1 sharpens the probabilities; top_k > 0 keeps only the k likeliest."""
+    Temperature below 1 sharpens the probabilities; top_k > 0 keeps only the k likeliest (and
+    any that tie with the k-th)."""
     keys, values = model.empty_cache()
     tokens = model.tokenizer.encode(prompt)
     for pos in range(model.block_size):
@@ -404,8 +412,11 @@ def parse_args(argv):
 
 
 def prepare(args):
-    """The model, the documents and the run the flags ask for, printing what the reference does:
-    a checkpoint, if any; the documents, shuffled; the model; the run's state, new or restored."""
+    """The model, the documents and the run the flags ask for, printing what the reference does.
+        new run:    a new model from the documents' vocabulary; a new run
+        --load:     the checkpoint's model; documents only to train further; a new run
+        --resume:   the checkpoint's model and run; its seed and data, checked by hash; the
+                    random stream restored to where the run stopped"""
     model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
     if args.resume and not (run and len(run['losses']) < run['steps']):
         raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
