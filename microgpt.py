@@ -59,13 +59,15 @@ class Tokenizer:
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
 # For example, after c = a * b; c.backward(), a.grad is b.data and b.grad is a.data: how much c
-# moves per unit of a, and of b. _operator and _function build Value's arithmetic methods (the
-# class comes next) from one table row each: the forward function and its local gradients.
+# moves per unit of a, and of b. Written by hand, a * b would be
+#     Value(a.data * b.data, (a, b), (b.data, a.data))    # data, children, local gradients
+# and every operator has that shape, so _operator and _function generate the methods of Value
+# (the class comes next) from one table row each: the forward function and its local gradients.
 def _operator(forward, d_dx, d_dy):
     """One row of the operator table -> the method for `value op other` and its reflected twin.
     For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` a Value with data
     a.data * b.data, children a and b, and local gradients b.data and a.data."""
-    def method(self, other):  # children and local gradients in tuples: lighter than lists
+    def method(self, other):  # tuples, a little lighter than lists for one or two children
         if isinstance(other, Value):
             x, y = self.data, other.data
             return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
@@ -207,7 +209,8 @@ class GPT:
         return [[] for _ in self.layers], [[] for _ in self.layers]
 
     def __call__(self, token, pos, keys, values):
-        """Logits for the token after `token` at position `pos`; appends to the key/value cache."""
+        """Logits (unnormalised log-probabilities, one per token) for the token after `token` at
+        position `pos`; appends this position's key and value to the cache."""
         # What the token is plus where it is, normalised (as the classic microgpt does)
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, layer_keys, layer_values in zip(self.layers, keys, values):
@@ -226,13 +229,14 @@ class GPT:
             head_outputs = []
             for start in range(0, self.n_embd, self.head_dim):
                 head = slice(start, start + self.head_dim)
-                scores = linear(query[head], [k[head] for k in layer_keys])  # one per position
+                # score_t = query . key_t for each cached position t (the keys as the rows)
+                scores = linear(query[head], [k[head] for k in layer_keys])
                 # The spread of a dot product of head_dim random unit-size terms grows like
                 # sqrt(head_dim); dividing keeps scores near unit size, so the softmax does not
                 # put all its weight on one position (and lose its gradient).
                 weights = softmax([s / self.head_dim**0.5 for s in scores])
-                # The cached values turned into one row per channel, so that linear() gives each
-                # channel's weighted sum over the positions: sum_t weights[t] * values[t][j].
+                # out_j = sum_t weights_t * value_t[j]: the cached values turned into one row per
+                # channel j, so that linear() gives each channel's weighted sum over positions.
                 value_columns = [[v[j] for v in layer_values] for j in range(start, head.stop)]
                 head_outputs += linear(weights, value_columns)
             x = [a + b for a, b in zip(linear(head_outputs, layer['wo']), residual)]
@@ -525,6 +529,8 @@ def main(argv=None):
             report(model, docs, run, args, stop)
         if stop:  # during training, or during the samples report() prints
             keep = f'go on with --resume {args.save}' if args.save else 'keep it with --save PATH'
+            if len(run['losses']) == run['steps']:  # training was over: only sampling stopped
+                keep = f'the model is in {args.save}' if args.save else 'nothing was saved'
             print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
         return 128 + stop[0] if stop else 0
     except (ArithmeticError, OSError, ValueError) as e:
