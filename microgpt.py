@@ -456,12 +456,13 @@ def prepare(args):
 def train_and_save(model, docs, run, args, stop):
     """Train to the run's planned end, printing each step; with a path, checkpoint as it goes."""
     path, first, start_time = args.save, len(run['losses']), time.perf_counter()
+    tty = sys.stdout.isatty()  # asked once, not once a step
     if path and not first:
         save(model, path, run)  # at step 0, so a path that cannot be written fails before training
     try:
         for step, loss in train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v'])):
             run['losses'].append(loss)
-            print_step(run['losses'], run['steps'], first, start_time)
+            print_step(run['losses'], run['steps'], tty, first, start_time)
             if path and (stop or (step + 1) % SAVE_EVERY == 0 or step + 1 == run['steps']):
                 save(model, path, run)
             if stop:
@@ -469,14 +470,14 @@ def train_and_save(model, docs, run, args, stop):
     except FloatingPointError as e:  # the last checkpoint, with a finite model, stays as it was
         held = f'; {path} still holds step {len(load(path)[1]["losses"])}' if path else ''
         raise FloatingPointError(f'{e}: try a lower --lr{held}') from None
-    if sys.stdout.isatty() and len(run['losses']) > first:
+    if tty and len(run['losses']) > first:
         print()  # end the line that was rewritten in place
 
 
-def print_step(losses, steps, first, start_time):
+def print_step(losses, steps, tty, first, start_time):
     """The reference's step line; on a terminal, one line rewritten in place with more to see."""
     line = f'step {len(losses):4d} / {steps:4d} | loss {losses[-1]:.4f}'
-    if not sys.stdout.isatty():
+    if not tty:
         return print(line)
     rate = (len(losses) - first) / (time.perf_counter() - start_time)  # steps a second
     print(f'\r{line} | last 100: {fmean(losses[-100:]):.4f} | {rate:.1f} steps/s | '
@@ -490,12 +491,12 @@ def report(model, docs, run, args, stop):
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
     unseen = docs[steps:steps + HELD_OUT]  # training read the documents in order, up to steps
-    if losses and not run['pretrained'] and not unseen:
-        print(f'held-out loss: none, all {len(docs)} documents were trained on')
-    elif losses and not run['pretrained']:
+    if losses and not run['pretrained'] and unseen:
         held_out = fmean(document_loss(model, doc).data for doc in unseen)
         print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of '
               f'the last {min(len(losses), 100)} steps: {fmean(losses[-100:]):.4f})')
+    elif losses and not run['pretrained']:
+        print(f'held-out loss: none, all {len(docs)} documents were trained on')
     if args.explain:
         for prefix, top in explain(model, args.explain):
             guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
