@@ -75,10 +75,8 @@ def _operator(forward, d_dx, d_dy):
             return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
         return NotImplemented  # so Python raises its usual TypeError for foreign operands
 
-    def reflected(self, other):  # `other op self` when only self is a Value, as in `2 - value`
-        if isinstance(other, (int, float)):  # self is the right operand, y: its gradient is d/dy
-            return Value(forward(other, self.data), (self,), (d_dy(other, self.data),))
-        return NotImplemented
+    def reflected(self, other):  # `other op self`, as in 2 - v: rare, so simply Value(2) - v
+        return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
     return method, reflected
 
 
@@ -127,9 +125,8 @@ class Value:
         # A value is created after its children, so in reverse creation order each value comes
         # after every value that uses it: its gradient is complete before it is passed on.
         for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
-            grad = value.grad  # read once per value, not once per edge: this loop is the hot one
             for child, local_grad in zip(value.children, value.local_grads):
-                child.grad += local_grad * grad
+                child.grad += local_grad * value.grad
 
 
 # Helpers: the few vector operations a transformer is made of.
@@ -183,6 +180,9 @@ def cross_entropy(logits, target):
 # The model: a GPT-2-style transformer that reads one token at a time and predicts the next.
 class GPT:
     """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position."""
+    # A layer's matrices, rows x columns in units of n_embd: attention's four are square; the MLP
+    # widens each position 4x (fc1), then narrows it back (fc2).
+    SHAPES = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):  # small: the first guesses near uniform
@@ -196,11 +196,8 @@ class GPT:
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
-        # Attention has four square matrices; the MLP widens each position 4x, then narrows it back.
-        shapes = {'wq': (n_embd, n_embd), 'wk': (n_embd, n_embd), 'wv': (n_embd, n_embd),
-                  'wo': (n_embd, n_embd), 'fc1': (4 * n_embd, n_embd), 'fc2': (n_embd, 4 * n_embd)}
-        self.layers = [{k: matrix(*shape, init) for k, shape in shapes.items()}
-                       for _ in range(n_layer)]
+        self.layers = [{name: matrix(rows * n_embd, cols * n_embd, init)
+                        for name, (rows, cols) in self.SHAPES.items()} for _ in range(n_layer)]
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
@@ -300,14 +297,13 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
     tokens = model.tokenizer.encode(prompt)
     for pos in range(model.block_size):
         logits = model(tokens[pos], pos, keys, values)
-        if pos + 1 < len(tokens):
-            continue  # still reading the prompt into the cache
-        probs = [p.data for p in softmax([z / temperature for z in logits])]
-        floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0  # top_k 0: keep them all
-        probs = [p if p >= floor else 0.0 for p in probs]
-        tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
-        if tokens[-1] == model.tokenizer.BOS:
-            break
+        if pos + 1 == len(tokens):  # the prompt is read into the cache: draw what comes next
+            probs = [p.data for p in softmax([z / temperature for z in logits])]
+            floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0  # 0: keep them all
+            probs = [p if p >= floor else 0.0 for p in probs]
+            tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
+            if tokens[-1] == model.tokenizer.BOS:
+                break
     return model.tokenizer.decode(tokens)
 
 
