@@ -524,10 +524,8 @@ def main(argv=None):
         train_and_save(model, docs, run, args, stop)
         if not stop:
             report(model, docs, run, args, stop)
-        if stop:  # during training, or during the samples report() prints
+        if stop and len(run['losses']) < run['steps']:  # stopped in training: say how to go on
             keep = f'go on with --resume {args.save}' if args.save else 'keep it with --save PATH'
-            if len(run['losses']) == run['steps']:  # training was over: only sampling stopped
-                keep = f'the model is in {args.save}' if args.save else 'nothing was saved'
             print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
         return 128 + stop[0] if stop else 0
     except (ArithmeticError, OSError, ValueError) as e:

@@ -1354,8 +1354,7 @@ def test_ctrl_c_in_training_without_save_says_how_to_keep_the_model(tiny_file):
 def test_ctrl_c_in_sampling_keeps_what_was_sampled(tiny_file):
     code, out, err = stop(*start(['--data', tiny_file, '--steps', '0', '--samples', '1000000',
                                   '--temperature', '2', *SMALL], 'sample  2'), signal.SIGINT)
-    assert code == 130 and 'Traceback' not in err and len(err.splitlines()) == 1
-    assert 'nothing was saved' in err and '--resume' not in err  # no run was left to continue
+    assert code == 130 and err == ''  # training was over: there is no run to go on with
     samples = [line for line in out.splitlines() if line.startswith('sample')]
     assert 2 <= len(samples) < 1000000
     assert samples == [f'sample {i + 1:2d}: {s}' for i, s in enumerate(samples_of(out))]
