@@ -29,8 +29,8 @@ from statistics import fmean
 
 # Data and tokenizer: the documents (here, names) and the token ids a model reads them as.
 def read_documents(path):
-    """The documents of a UTF-8 text file, one a line, shuffled. The shuffle is the first use of
-    the seeded random stream, so a run (and a resumed run) always sees the same order."""
+    """The documents of a UTF-8 text file, one a line, shuffled. The shuffle is the first draw
+    from the random stream (the caller seeds it), so a given seed always gives the same order."""
     with open(path, encoding='utf-8') as f:
         docs = [line.strip() for line in f if line.strip()]
     if not docs:
@@ -58,15 +58,15 @@ class Tokenizer:
 
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
-# For example, after c = a * b; c.backward(), a.grad is b.data and b.grad is a.data: how much c
-# moves per unit of a, and of b. Written by hand, a * b would be
+# A Value (the class below) holds its data, its grad, the children it was computed from, and its
+# local gradients: how much it moves per unit of each child. For example, c = a * b is
 #     Value(a.data * b.data, (a, b), (b.data, a.data))    # data, children, local gradients
-# and every operator has that shape, so _operator and _function generate the methods of Value
-# (the class comes next) from one table row each: the forward function and its local gradients.
+# and after c.backward(), a.grad is b.data and b.grad is a.data. Every operator has that shape, so
+# _operator and _function write Value's methods from one table row each: the forward function
+# and its local gradients.
 def _operator(forward, d_dx, d_dy):
     """One row of the operator table -> the method for `value op other` and its reflected twin.
-    For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` a Value with data
-    a.data * b.data, children a and b, and local gradients b.data and a.data."""
+    For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` the Value above."""
     def method(self, other):  # tuples, a little lighter than lists for one or two children
         if isinstance(other, Value):
             x, y = self.data, other.data
@@ -89,7 +89,9 @@ class Value:
     """A scalar in a computation graph: its data, its gradient, and the children it came from."""
     # __slots__: no attribute dict per value; a step makes thousands, so this saves memory and time.
     __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')
-    _serials = itertools.count()  # creation order: a value is always created after its children
+    # The serial is the creation order, which backward() sorts by: a value's children are always
+    # created before it.
+    _serials = itertools.count()
 
     def __init__(self, data, children=(), local_grads=()):
         self.data, self.grad, self.serial = data, 0.0, next(Value._serials)
@@ -108,11 +110,11 @@ class Value:
     __neg__ = _function(neg, lambda x: -1)
     log = _function(math.log, lambda x: 1 / x)
     exp = _function(math.exp, math.exp)  # e^x is its own derivative
-    relu = _function(lambda x: max(0, x), lambda x: float(x > 0))
+    relu = _function(lambda x: max(0.0, x), lambda x: float(x > 0))  # negatives become 0
 
     def backward(self):
         """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule
-        (gradients add up, so they start at 0: adam() zeroes the parameters' gradients)."""
+        (gradients add up, so they must start at 0: adam(), further down, zeroes them)."""
         nodes, todo = {self}, [self]
         while todo:  # a loop, as recursion would hit Python's depth limit on a long graph
             for child in todo.pop().children:
@@ -126,6 +128,9 @@ class Value:
         # after every value that uses it: its gradient is complete before it is passed on.
         for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
             for child, local_grad in zip(value.children, value.local_grads):
+                # The chain rule: self moves value.grad per unit of value, and value moves
+                # local_grad per unit of child, so the product per unit of child. += because a
+                # child used by several values (or twice by one) collects from each use.
                 child.grad += local_grad * value.grad
 
 
@@ -135,34 +140,35 @@ def matrix(nout, nin, init):
     return [[Value(init()) for _ in range(nin)] for _ in range(nout)]
 
 
+def dot(a, b):
+    """sum(ai * bi for ai, bi in zip(a, b)), made as one node instead of a chain of 2 * len(a)
+    nodes of * and +: a far smaller graph. d(a . b)/d(a[i]) is b[i] and d(a . b)/d(b[i]) is
+    a[i], so the children (a, then b) get their local gradients crossed (b's data, then a's)."""
+    a_data, b_data = [ai.data for ai in a], [bi.data for bi in b]
+    # reduce adds left to right, as the chain of + nodes would (sum() of floats rounds otherwise
+    # from Python 3.12 on), so the floats are those the classic microgpt prints.
+    return Value(reduce(add, map(mul, a_data, b_data), 0.0), a + b, b_data + a_data)
+
+
 def linear(x, w):
-    """w @ x: for each row of w, sum(wi * xi for wi, xi in zip(row, x)), the same number, made
-    as one node instead of a chain of 2 * len(x) nodes of * and +: a far smaller graph."""
-    x_data = [xi.data for xi in x]
-    rows_data = [[wi.data for wi in row] for row in w]
-    # d(row . x)/d(row[i]) is x[i] and d(row . x)/d(x[i]) is row[i]: each side's gradient is the
-    # other side's data, so the children (row, then x) get their local gradients crossed (x, row).
-    # reduce adds left to right from 0, as the classic microgpt's sum() of Values does; sum() of
-    # floats compensates rounding from Python 3.12 on, which would change the last bits.
-    # (row + x joins two lists: the children are the row's weights, then the inputs.)
-    return [Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data)
-            for row, row_data in zip(w, rows_data)]
+    """w @ x, the matrix w times the vector x: one dot product per row of w."""
+    return [dot(row, x) for row in w]
 
 
 def softmax(logits):
-    """Probabilities from logits; subtracting the max (a constant) keeps exp from overflowing."""
+    """Probabilities from logits (raw scores, one per choice): exp makes each positive, and
+    dividing by the total makes them sum to 1. Subtracting the max first keeps exp from overflowing
+    (and changes nothing else: it divides every exp by the same e^max)."""
     top = max(z.data for z in logits)
     exps = [(z - top).exp() for z in logits]
-    total = sum(exps)  # a sum of Values adds them one by one, as the classic microgpt does
+    total = sum(exps)  # a sum of Values: a chain of + nodes, so each term gets its gradient
     return [e / total for e in exps]
 
 
 def rmsnorm(x):
-    """Rescale x to unit root-mean-square, so activations keep one size from layer to layer:
-    scale = (sum(xi * xi) / len(x) + 1e-5) ** -0.5, with sum(xi * xi) made by linear(x, [x]) as
-    one node (each x[i] is a child twice, so it gets 2 * x[i]); the 1e-5 keeps a zero x from
-    dividing by 0."""
-    scale = (linear(x, [x])[0] / len(x) + 1e-5) ** -0.5
+    """Rescale x to unit root-mean-square, so the numbers flowing through the model keep one size
+    from layer to layer; the 1e-5 keeps a zero x from dividing by 0."""
+    scale = (dot(x, x) / len(x) + 1e-5) ** -0.5
     return [xi * scale for xi in x]
 
 
@@ -178,11 +184,13 @@ def cross_entropy(logits, target):
 
 
 # The model: a GPT-2-style transformer that reads one token at a time and predicts the next.
+# A layer's matrices, rows x columns in units of n_embd: attention's four are square; the MLP
+# widens each position 4x (fc1), then narrows it back (fc2).
+LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
+
+
 class GPT:
     """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position."""
-    # A layer's matrices, rows x columns in units of n_embd: attention's four are square; the MLP
-    # widens each position 4x (fc1), then narrows it back (fc2).
-    SHAPES = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):  # small: the first guesses near uniform
@@ -190,27 +198,27 @@ class GPT:
             raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
-        # Created in the classic microgpt's order: it fixes the random draws and checkpoint order.
-        # GPT-2's names: an embedding (a row of n_embd numbers) per token (wte) and per position
-        # (wpe), the output layer (lm_head, a logit per token), then each layer's matrices.
+        # Created in the classic microgpt's order, which decides the random draw each parameter
+        # gets. GPT-2's names: an embedding (a row of n_embd numbers) per token (wte) and per
+        # position (wpe), the output layer (lm_head, a logit per token), then each layer's.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
         self.layers = [{name: matrix(rows * n_embd, cols * n_embd, init)
-                        for name, (rows, cols) in self.SHAPES.items()} for _ in range(n_layer)]
+                        for name, (rows, cols) in LAYER.items()} for _ in range(n_layer)]
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
     def empty_cache(self):
         """Per layer, the keys and the values of the positions read so far: none yet."""
-        return [[] for _ in self.layers], [[] for _ in self.layers]
+        return [([], []) for _ in self.layers]
 
-    def __call__(self, token, pos, keys, values):
-        """Logits (unnormalised log-probabilities, one per token) for the token after `token` at
-        position `pos`; appends this position's key and value to the cache."""
-        # What the token is plus where it is, normalised (as the classic microgpt does)
+    def __call__(self, token, pos, cache):
+        """The logits for the token after `token` at position `pos`: a raw score per token, which
+        softmax turns into probabilities. Adds this position's key and value to the cache."""
+        # What the token is plus where it is, normalised so the first layer gets unit-size input
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
-        for layer, layer_keys, layer_values in zip(self.layers, keys, values):
+        for layer, (cached_keys, cached_values) in zip(self.layers, cache):
             # Attention. The query says what this position is looking for, each position's key
             # what it offers; their dot product scores the match. The softmax of the scores
             # weighs the positions' values, and their weighted sum is what this position takes.
@@ -218,27 +226,26 @@ class GPT:
             # and gives the gradient a straight path back through the layers.
             residual, x = x, rmsnorm(x)
             query = linear(x, layer['wq'])
-            layer_keys.append(linear(x, layer['wk']))
-            layer_values.append(linear(x, layer['wv']))
+            cached_keys.append(linear(x, layer['wk']))
+            cached_values.append(linear(x, layer['wv']))
             # No causal mask is needed: the cache holds only the positions up to this one.
             # Each head works on its own slice of the channels, so each can learn to look for
             # something else (the previous letter, say, or whether a vowel came before).
-            head_outputs = []
+            heads = []  # the heads' outputs, side by side: n_embd numbers again
             for start in range(0, self.n_embd, self.head_dim):
                 head = slice(start, start + self.head_dim)
-                # score_t = query . key_t for each cached position t (the keys as the rows)
-                scores = linear(query[head], [k[head] for k in layer_keys])
                 # The spread of a dot product of head_dim random unit-size terms grows like
                 # sqrt(head_dim); dividing keeps scores near unit size, so the softmax does not
                 # put all its weight on one position (and lose its gradient).
-                weights = softmax([s / self.head_dim**0.5 for s in scores])
-                # out_j = sum_t weights_t * value_t[j]: the cached values turned into one row per
-                # channel j, so that linear() gives each channel's weighted sum over positions.
-                value_columns = [[v[j] for v in layer_values] for j in range(start, head.stop)]
-                head_outputs += linear(weights, value_columns)
-            x = [a + b for a, b in zip(linear(head_outputs, layer['wo']), residual)]
-            # MLP: attention gathered from the other positions; now each position computes on
-            # what it gathered, through a wider hidden layer and back.
+                scores = [dot(query[head], key[head]) / self.head_dim**0.5 for key in cached_keys]
+                weights = softmax(scores)  # one per cached position, summing to 1
+                # Output channel j is sum_t weights[t] * value_t[j] over the cached positions t:
+                # the dot product of the weights with channel j of every cached value.
+                columns = [[value[j] for value in cached_values] for j in range(start, head.stop)]
+                heads += [dot(weights, column) for column in columns]
+            x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
+            # MLP (multi-layer perceptron): attention gathered from the other positions; now each
+            # position computes on what it gathered, through a wider hidden layer and back.
             residual, x = x, rmsnorm(x)
             hidden = [z.relu() for z in linear(x, layer['fc1'])]
             x = [a + b for a, b in zip(linear(hidden, layer['fc2']), residual)]
@@ -247,17 +254,18 @@ class GPT:
 
 # Adam: step each parameter against its gradient, scaled by running averages of the gradients.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
-    """One bias-corrected Adam update; the learning rate decays linearly toward 0. Zeroes grads."""
+    """One Adam update of every parameter, then its gradient zeroed. The learning rate decays
+    linearly toward 0: large steps early, fine adjustments at the end."""
     lr_t = lr * (1 - step / num_steps)
-    # m and v are running means of each gradient and squared gradient; they start at 0, so early
-    # on they are too small: dividing by these corrections undoes that.
-    m_fix, v_fix = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
+    # m and v are running means of each gradient and squared gradient, remembering about
+    # 1 / (1 - beta) steps. They start at 0, so early on they are too small: these undo that.
+    m_correction, v_correction = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
     for i, p in enumerate(params):
         m[i] = beta1 * m[i] + (1 - beta1) * p.grad
         v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
         # m / sqrt(v): the gradient's direction, scaled so each parameter steps about lr_t,
         # however large or small its own gradients are
-        p.data -= lr_t * (m[i] / m_fix) / ((v[i] / v_fix) ** 0.5 + eps)
+        p.data -= lr_t * (m[i] / m_correction) / ((v[i] / v_correction) ** 0.5 + eps)
         p.grad = 0.0
 
 
@@ -265,18 +273,17 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 # A loss of ln(27) = 3.30 is a uniform guess among the 27 tokens of the names; 2.3 is as unsure as
 # a fair choice among e^2.3 = 10 of them.
 def document_loss(model, doc):
-    """Mean cross-entropy of predicting each next token of BOS, the document, BOS. The positions
-    run in order, each adding its key and value to the cache the later ones attend to."""
+    """Mean cross-entropy of predicting each next token of BOS, the document, BOS."""
     tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
     n = min(model.block_size, len(tokens) - 1)  # a longer document is cut: block_size positions
-    keys, values = model.empty_cache()
-    # (1 / n) * rather than / n: the reference's expression, so the floats are the same
-    return (1 / n) * sum(cross_entropy(model(tokens[i], i, keys, values), tokens[i + 1])
-                         for i in range(n))
+    cache = model.empty_cache()
+    # In order: each position adds its key and value to the cache the later ones attend to.
+    losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
+    return (1 / n) * sum(losses)  # the mean, written as the classic microgpt does: same floats
 
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
-    """Train the model in place from step `start`, yielding (step, loss) after each update.
+    """A generator: each next() trains one step, from step `start`, and yields (step, loss).
     moments: Adam's running averages (m, v) of a run to continue; zeros by default."""
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
     for step in range(start, num_steps):
@@ -291,15 +298,16 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
 # Sampling: generate new text one character at a time, feeding each back in.
 def sample(model, temperature=0.5, prompt='', top_k=0):
     """A document that starts with prompt, drawn a token at a time until BOS or the block ends.
-    Temperature below 1 sharpens the probabilities; top_k > 0 keeps only the k likeliest (and
-    any that tie with the k-th)."""
-    keys, values = model.empty_cache()
+    Temperature below 1 sharpens the probabilities (dividing the logits widens their gaps);
+    top_k > 0 keeps only the k likeliest tokens (and any that tie with the k-th)."""
+    cache = model.empty_cache()
     tokens = model.tokenizer.encode(prompt)
     for pos in range(model.block_size):
-        logits = model(tokens[pos], pos, keys, values)
-        if pos + 1 == len(tokens):  # the prompt is read into the cache: draw what comes next
+        logits = model(tokens[pos], pos, cache)
+        if pos + 1 == len(tokens):  # at the last token so far (in the prompt, the next is given)
             probs = [p.data for p in softmax([z / temperature for z in logits])]
-            floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0  # 0: keep them all
+            # the k-th highest probability: lower ones are dropped (top_k 0 drops none)
+            floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0
             probs = [p if p >= floor else 0.0 for p in probs]
             tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
             if tokens[-1] == model.tokenizer.BOS:
@@ -334,7 +342,9 @@ def load(path):
         ckpt = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
         if ckpt['format'] != 'microgpt' or ckpt['version'] not in (1, 2):
             raise ValueError('its format is not microgpt version 1 or 2')
-        floats = iter(ckpt['params'])  # handed out in the order the parameters are created
+        # init hands out the saved numbers instead of random draws, in the order GPT() creates
+        # the parameters: the same order they were saved in
+        floats = iter(ckpt['params'])
         model = GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
         if next(floats, None) is not None:
             raise ValueError('it has more parameters than its settings need')
@@ -345,10 +355,10 @@ def load(path):
 
 def explain(model, text):
     """After BOS and after each character of text: the 5 likeliest next tokens, (prob, char)."""
-    keys, values = model.empty_cache()
+    cache = model.empty_cache()
     names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
     for pos, token in enumerate(model.tokenizer.encode(text)):
-        probs = [p.data for p in softmax(model(token, pos, keys, values))]
+        probs = [p.data for p in softmax(model(token, pos, cache))]
         yield text[:pos], sorted(zip(probs, names), reverse=True)[:5]
 
 
@@ -356,7 +366,7 @@ def sparkline(losses, encoding, width=40):
     """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
     bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
     if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
-        bars = '_.-~=+*#'  # the two differ when some block character cannot be encoded
+        bars = '_.-~=+*#'  # 'replace' writes ? for a character it lacks, 'ignore' drops it
     n = min(width, len(losses))
     means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
     low, high = min(means), max(means)
@@ -398,7 +408,7 @@ def parse_args(argv):
         raise ValueError('--steps, --samples and --top-k must be 0 or more')
     # A flag typed by hand for what a checkpoint decides would be silently overruled: refuse it.
     # A checkpoint decides the sizes; a run to continue also its seed, learning rate and steps.
-    given = {arg.split('=')[0] for arg in argv}
+    given = {arg.split('=')[0] for arg in argv}  # the flags typed, as --flag or --flag=value
     fixed = {'--n-layer', '--n-embd', '--n-head', '--block-size'}
     if args.resume:
         fixed |= {'--seed', '--lr', '--steps', '--load'}
@@ -412,7 +422,7 @@ def parse_args(argv):
 
 
 def prepare(args):
-    """The model, the documents and the run the flags ask for, printing what the reference does.
+    """The model, the documents and the run the flags ask for; prints the first lines of a run.
         new run:    a new model from the documents' vocabulary; a new run
         --load:     the checkpoint's model; documents only to train further; a new run
         --resume:   the checkpoint's model and run; its seed and data, checked by hash; the
@@ -425,13 +435,14 @@ def prepare(args):
     random.seed(args.seed)
     # Documents are needed to train, to continue a run and to build a new model's vocabulary;
     # sampling from a checkpoint needs none.
-    docs = read_documents(args.data) if args.steps or args.resume or not model else []
+    needs_docs = args.steps or args.resume or not model
+    docs = read_documents(args.data) if needs_docs else []
     digest = hashlib.sha256(pathlib.Path(args.data).read_bytes()).hexdigest() if docs else ''
     if args.resume and digest != run['sha256']:
         raise ValueError(f'{args.data} is not the data the run trained on: its SHA-256 differs')
     if docs:
         print(f'num docs: {len(docs)}')
-    model = model or GPT(Tokenizer(''.join(docs)), *(getattr(args, k) for k in SIZES))
+    model = model or GPT(Tokenizer(''.join(docs)), **{k: getattr(args, k) for k in SIZES})
     unknown = set(''.join(docs) + args.prompt + args.explain) - set(model.tokenizer.chars)
     if unknown:
         raise ValueError(f'{"".join(sorted(unknown))!r}: not in the vocabulary of the model')
@@ -450,7 +461,8 @@ def prepare(args):
 
 
 def train_and_save(model, docs, run, args, stop):
-    """Train to the run's planned end, printing each step; with a path, checkpoint as it goes."""
+    """Train to the run's planned end, printing each step; with a path, checkpoint as it goes.
+    stop is the list of signals main() has caught: once it has one, the run ends after this step."""
     path, first, start_time = args.save, len(run['losses']), time.perf_counter()
     tty = sys.stdout.isatty()  # asked once, not once a step
     if path and not first:
@@ -464,6 +476,7 @@ def train_and_save(model, docs, run, args, stop):
             if stop:
                 break
     except FloatingPointError as e:  # the last checkpoint, with a finite model, stays as it was
+        # the step it holds, read back from the file: what is on disk, not what we think is
         held = f'; {path} still holds step {len(load(path)[1]["losses"])}' if path else ''
         raise FloatingPointError(f'{e}: try a lower --lr{held}') from None
     if tty and len(run['losses']) > first:

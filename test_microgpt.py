@@ -25,6 +25,7 @@ from microgpt import (
     adam,
     cross_entropy,
     document_loss,
+    dot,
     explain,
     linear,
     load,
@@ -310,7 +311,7 @@ def test_fused_dot_has_the_same_floats_as_a_chain_of_nodes_and_the_right_gradien
     chain = 0
     for w, x in zip(ws, xs):
         chain = chain + w * x
-    fused = linear(xs, [ws])[0]  # a dot product: one row of a linear layer
+    fused = dot(ws, xs)
     assert fused.data == chain.data  # bit for bit
     assert len(fused.children) == 74  # one node, where the chain built 2 * 37
     fused.backward()
@@ -377,10 +378,10 @@ def test_document_loss_is_the_mean_cross_entropy_of_bos_doc_bos():
     random.seed(4)
     model = GPT(Tokenizer('ab'), n_embd=4, n_head=2, block_size=8)
     tokens = [2, 0, 1, 1, 2]  # BOS a b b BOS
-    keys, values = model.empty_cache()
+    cache = model.empty_cache()
     expected = 0.0
     for i in range(4):
-        logits = [z.data for z in model(tokens[i], i, keys, values)]
+        logits = [z.data for z in model(tokens[i], i, cache)]
         expected -= math.log(math.exp(logits[tokens[i + 1]]) / sum(map(math.exp, logits)))
     assert document_loss(model, 'abb').data == pytest.approx(expected / 4, rel=1e-12)
 
@@ -399,11 +400,12 @@ def test_parameters_are_created_in_the_reference_order_and_count():
                                                                  (3, 6, 3, 2)])
 def test_model_runs_at_any_size(n_layer, n_embd, n_head, block_size):
     model = GPT(Tokenizer('xyz'), n_layer, n_embd, n_head, block_size)
-    keys, values = model.empty_cache()
+    cache = model.empty_cache()
     for pos in range(block_size):
-        logits = model(model.tokenizer.BOS if pos == 0 else 1, pos, keys, values)
+        logits = model(model.tokenizer.BOS if pos == 0 else 1, pos, cache)
         assert len(logits) == model.tokenizer.vocab_size == 4
-    assert all(len(k) == block_size for k in keys) and len(keys) == n_layer
+    assert all(len(keys) == len(values) == block_size for keys, values in cache)
+    assert len(cache) == n_layer
 
 
 @pytest.mark.parametrize('sizes', [{'n_layer': 0}, {'n_embd': 0}, {'n_head': 0},
@@ -481,10 +483,10 @@ def trained_tiny_model(steps=5):
 
 def greedy_next_tokens(model, tokens):
     """The argmax of the logits after each of tokens, recomputed from the model."""
-    keys, values = model.empty_cache()
+    cache = model.empty_cache()
     best = []
     for pos, token in enumerate(tokens):
-        logits = [z.data for z in model(token, pos, keys, values)]
+        logits = [z.data for z in model(token, pos, cache)]
         best.append(max(range(len(logits)), key=logits.__getitem__))
     return best
 
@@ -517,9 +519,9 @@ def test_top_k_draws_only_among_the_k_likeliest(monkeypatch):
     for text in texts:  # every drawn token is among the 2 largest logits where it was drawn
         tokens = model.tokenizer.encode(text)
         tokens += [model.tokenizer.BOS] * (len(text) < model.block_size)
-        keys, values = model.empty_cache()
+        cache = model.empty_cache()
         for pos in range(len(tokens) - 1):
-            logits = [z.data for z in model(tokens[pos], pos, keys, values)]
+            logits = [z.data for z in model(tokens[pos], pos, cache)]
             assert tokens[pos + 1] in sorted(range(7), key=logits.__getitem__)[-2:]
     assert all(sum(w > 0 for w in weights) == 2 for weights, _ in draws)
     assert len({token for _, token in draws}) > 2  # the top 2 differ from position to position
@@ -531,9 +533,9 @@ def test_explain_gives_the_softmax_of_the_logits_top_5_descending():
     assert [prefix for prefix, _ in result] == ['', 'e', 'em', 'emm', 'emma']
     names = model.tokenizer.chars + ['<end>']
     tokens = model.tokenizer.encode('emma')
-    keys, values = model.empty_cache()
+    cache = model.empty_cache()
     for pos, (prefix, top) in enumerate(result):
-        logits = [z.data for z in model(tokens[pos], pos, keys, values)]
+        logits = [z.data for z in model(tokens[pos], pos, cache)]
         exps = [math.exp(z - max(logits)) for z in logits]
         expected = sorted(zip([e / sum(exps) for e in exps], names), reverse=True)[:5]
         assert [char for _, char in top] == [char for _, char in expected]
