@@ -58,35 +58,9 @@ class Tokenizer:
 
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
-# A Value (the class below) holds its data, its grad, the children it was computed from, and its
-# local gradients: how much it moves per unit of each child. For example, c = a * b is
-#     Value(a.data * b.data, (a, b), (b.data, a.data))    # data, children, local gradients
-# and after c.backward(), a.grad is b.data and b.grad is a.data. Every operator has that shape, so
-# _operator and _function write Value's methods from one table row each: the forward function
-# and its local gradients.
-def _operator(forward, d_dx, d_dy):
-    """One row of the operator table -> the method for `value op other` and its reflected twin.
-    For example `_operator(mul, lambda x, y: y, lambda x, y: x)` makes `a * b` the Value above."""
-    def method(self, other):  # tuples, a little lighter than lists for one or two children
-        if isinstance(other, Value):
-            x, y = self.data, other.data
-            return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
-        if isinstance(other, (int, float)):  # a plain number is a constant: no node, no gradient
-            return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
-        return NotImplemented  # so Python raises its usual TypeError for foreign operands
-
-    def reflected(self, other):  # `other op self`, as in 2 - v: rare, so simply Value(2) - v
-        return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
-    return method, reflected
-
-
-def _function(forward, derivative):
-    """One row of the table for a function of one value -> its method."""
-    return lambda self: Value(forward(self.data), (self,), (derivative(self.data),))
-
-
 class Value:
-    """A scalar in a computation graph: its data, its gradient, and the children it came from."""
+    """A scalar in a computation graph: its data, its gradient (.grad), the children it was
+    computed from, and its local gradients: how much it moves per unit of each child."""
     # __slots__: no attribute dict per value; a step makes thousands, so this saves memory and time.
     __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')
     # The serial is the creation order, which backward() sorts by: a value's children are always
@@ -100,6 +74,32 @@ class Value:
     def __repr__(self):
         return f'Value(data={self.data}, grad={self.grad})'
 
+    # The operators. Written by hand, multiplication would be
+    #     def __mul__(self, other):  # d(x * y)/dx is y, and d(x * y)/dy is x
+    #         return Value(self.data * other.data, (self, other), (other.data, self.data))
+    # and every operator has that shape: only the forward function and the two local gradients
+    # change. So, as in CPython's fractions.py, a function run while the class is being built
+    # writes each operator's methods from one row of the table below.
+    def _operator(forward, d_dx, d_dy):
+        """One row of the table -> the method for `value op other` and its reflected twin."""
+        def method(self, other):  # tuples, a little lighter than lists for one or two children
+            if isinstance(other, Value):
+                x, y = self.data, other.data
+                return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
+            if isinstance(other, (int, float)):  # a plain number is a constant: no gradient
+                return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
+            return NotImplemented  # so Python raises its usual TypeError for foreign operands
+
+        # `other op self` with other a number, as in 2 - v: computed as Value(2) - v. It is
+        # rare, so the constant's node of its own costs nothing that matters.
+        def reflected(self, other):
+            return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
+        return method, reflected
+
+    def _function(forward, derivative):
+        """One row of the table for a function of one value -> its method."""
+        return lambda self: Value(forward(self.data), (self,), (derivative(self.data),))
+
     # One row per operator: its forward function of the floats x and y, then d/dx and d/dy.
     # (A Value exponent needs log(x), so a ** b with b a Value needs a positive a.data.)
     __add__, __radd__ = _operator(add, lambda x, y: 1, lambda x, y: 1)
@@ -110,11 +110,13 @@ class Value:
     __neg__ = _function(neg, lambda x: -1)
     log = _function(math.log, lambda x: 1 / x)
     exp = _function(math.exp, math.exp)  # e^x is its own derivative
-    relu = _function(lambda x: max(0.0, x), lambda x: float(x > 0))  # negatives become 0
+    # relu keeps positives and turns negatives into 0: the bend that lets layers compute more
+    # than one big matrix product could
+    relu = _function(lambda x: max(0.0, x), lambda x: float(x > 0))
 
     def backward(self):
-        """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule
-        (gradients add up, so they must start at 0: adam(), further down, zeroes them)."""
+        """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule.
+        Gradients add up, so they must start at 0: adam(), further down, zeroes them after use."""
         nodes, todo = {self}, [self]
         while todo:  # a loop, as recursion would hit Python's depth limit on a long graph
             for child in todo.pop().children:
@@ -124,8 +126,8 @@ class Value:
                     nodes.add(child)
                     todo.append(child)
         self.grad = 1.0
-        # A value is created after its children, so in reverse creation order each value comes
-        # after every value that uses it: its gradient is complete before it is passed on.
+        # Newest first: a value is created after its children, so every value that uses it is
+        # processed before it, and its gradient is complete before it is passed on.
         for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
             for child, local_grad in zip(value.children, value.local_grads):
                 # The chain rule: self moves value.grad per unit of value, and value moves
@@ -142,12 +144,12 @@ def matrix(nout, nin, init):
 
 def dot(a, b):
     """sum(ai * bi for ai, bi in zip(a, b)), made as one node instead of a chain of 2 * len(a)
-    nodes of * and +: a far smaller graph. d(a . b)/d(a[i]) is b[i] and d(a . b)/d(b[i]) is
-    a[i], so the children (a, then b) get their local gradients crossed (b's data, then a's)."""
+    nodes of * and +: a far smaller graph, the same number. d(a . b)/d(a[i]) is b[i] and
+    d(a . b)/d(b[i]) is a[i], so each side's local gradients are the other side's data."""
     a_data, b_data = [ai.data for ai in a], [bi.data for bi in b]
-    # reduce adds left to right, as the chain of + nodes would (sum() of floats rounds otherwise
-    # from Python 3.12 on), so the floats are those the classic microgpt prints.
-    return Value(reduce(add, map(mul, a_data, b_data), 0.0), a + b, b_data + a_data)
+    children, local_grads = a + b, b_data + a_data  # lists joined: a's then b's, crossed
+    # reduce adds left to right, exactly as the chain of + nodes would (sum() may round otherwise)
+    return Value(reduce(add, map(mul, a_data, b_data), 0.0), children, local_grads)
 
 
 def linear(x, w):
@@ -174,8 +176,9 @@ def rmsnorm(x):
 
 def cross_entropy(logits, target):
     """-log(softmax(logits)[target]): low when the model gave the target a high probability.
-    One node instead of a softmax's and a log's: the loss is log(sum_j e^z_j) - z_target, so
-    d/dz_i = e^z_i / sum_j e^z_j - (1 if i is the target) = probability i - one-hot i."""
+    One node instead of a softmax's and a log's: the loss is log(sum_j e^z_j) - z_target, so its
+    gradient for logit i is e^z_i / sum_j e^z_j - (1 if i is the target): the probability the
+    model gave i, minus 1 for the right answer. Training pushes that one up, the others down."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
     total = reduce(add, exps, 0.0)
@@ -184,8 +187,11 @@ def cross_entropy(logits, target):
 
 
 # The model: a GPT-2-style transformer that reads one token at a time and predicts the next.
-# A layer's matrices, rows x columns in units of n_embd: attention's four are square; the MLP
-# widens each position 4x (fc1), then narrows it back (fc2).
+# Each position is a vector of n_embd numbers (its channels). Each layer updates that vector in
+# two steps, each added onto it: attention gathers from the earlier positions (query, key and
+# value matrices wq, wk, wv, then wo to mix the heads' outputs back together); then the MLP
+# (multi-layer perceptron) works on each position alone, widened 4x (fc1), bent by relu and
+# narrowed back (fc2). The shapes of a layer's matrices, rows x columns in units of n_embd:
 LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
 
@@ -200,7 +206,8 @@ class GPT:
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
         # Created in the classic microgpt's order, which decides the random draw each parameter
         # gets. GPT-2's names: an embedding (a row of n_embd numbers) per token (wte) and per
-        # position (wpe), the output layer (lm_head, a logit per token), then each layer's.
+        # position (wpe, up to block_size, the longest context), the output layer (lm_head, a
+        # logit per token), then each layer's matrices.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
@@ -209,28 +216,28 @@ class GPT:
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
-    def empty_cache(self):
-        """Per layer, the keys and the values of the positions read so far: none yet."""
-        return [([], []) for _ in self.layers]
-
     def __call__(self, token, pos, cache):
         """The logits for the token after `token` at position `pos`: a raw score per token, which
-        softmax turns into probabilities. Adds this position's key and value to the cache."""
+        softmax turns into probabilities. The cache holds, per layer, the keys and the values of
+        the positions read so far (at first [([], []) for _ in model.layers]); the call adds
+        this position's."""
         # What the token is plus where it is, normalised so the first layer gets unit-size input
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, (cached_keys, cached_values) in zip(self.layers, cache):
             # Attention. The query says what this position is looking for, each position's key
             # what it offers; their dot product scores the match. The softmax of the scores
             # weighs the positions' values, and their weighted sum is what this position takes.
-            # The residual (x, added back afterwards) lets each block learn a correction to x,
-            # and gives the gradient a straight path back through the layers.
+            # The residual (x, added back afterwards) means a block only learns a correction to x,
+            # and the gradient reaches earlier layers through the + unchanged (its local gradient
+            # is 1), however many layers there are.
             residual, x = x, rmsnorm(x)
             query = linear(x, layer['wq'])
             cached_keys.append(linear(x, layer['wk']))
             cached_values.append(linear(x, layer['wv']))
-            # No causal mask is needed: the cache holds only the positions up to this one.
-            # Each head works on its own slice of the channels, so each can learn to look for
-            # something else (the previous letter, say, or whether a vowel came before).
+            # The cache holds only the positions up to this one, so nothing can look ahead (models
+            # that run all positions at once need a "causal mask" for that). Each head works on
+            # its own slice of the channels, so each can learn to look for something else (the
+            # previous letter, say, or whether a vowel came before).
             heads = []  # the heads' outputs, side by side: n_embd numbers again
             for start in range(0, self.n_embd, self.head_dim):
                 head = slice(start, start + self.head_dim)
@@ -244,8 +251,8 @@ class GPT:
                 columns = [[value[j] for value in cached_values] for j in range(start, head.stop)]
                 heads += [dot(weights, column) for column in columns]
             x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
-            # MLP (multi-layer perceptron): attention gathered from the other positions; now each
-            # position computes on what it gathered, through a wider hidden layer and back.
+            # MLP: attention gathered from the other positions; now each position computes on
+            # what it gathered, through a wider hidden layer and back.
             residual, x = x, rmsnorm(x)
             hidden = [z.relu() for z in linear(x, layer['fc1'])]
             x = [a + b for a, b in zip(linear(hidden, layer['fc2']), residual)]
@@ -253,8 +260,11 @@ class GPT:
 
 
 # Adam: step each parameter against its gradient, scaled by running averages of the gradients.
+# Plain p -= lr * grad would move parameters with large gradients far and the rest hardly at all;
+# Adam gives each parameter a step of about the same size.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
-    """One Adam update of every parameter, then its gradient zeroed. The learning rate decays
+    """One Adam update of every parameter, then its gradient zeroed for the next backward(). The
+    learning rate decays
     linearly toward 0: large steps early, fine adjustments at the end."""
     lr_t = lr * (1 - step / num_steps)
     # m and v are running means of each gradient and squared gradient, remembering about
@@ -270,21 +280,22 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 
 
 # Training: one document per step, predicting each next character from the ones before it.
-# A loss of ln(27) = 3.30 is a uniform guess among the 27 tokens of the names; 2.3 is as unsure as
-# a fair choice among e^2.3 = 10 of them.
+# A loss of ln(27) = 3.30 is a uniform guess among the 27 tokens of the names (26 letters and
+# BOS); 2.3 is as unsure as a fair choice among e^2.3 = 10 of them.
 def document_loss(model, doc):
-    """Mean cross-entropy of predicting each next token of BOS, the document, BOS."""
+    """Mean cross-entropy of predicting each next token of BOS, the document, BOS. It is one
+    graph: through the cache, every position's loss reaches back into the earlier positions."""
     tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
     n = min(model.block_size, len(tokens) - 1)  # a longer document is cut: block_size positions
-    cache = model.empty_cache()
+    cache = [([], []) for _ in model.layers]
     # In order: each position adds its key and value to the cache the later ones attend to.
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
-    return (1 / n) * sum(losses)  # the mean, written as the classic microgpt does: same floats
+    return (1 / n) * sum(losses)
 
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     """A generator: each next() trains one step, from step `start`, and yields (step, loss).
-    moments: Adam's running averages (m, v) of a run to continue; zeros by default."""
+    start and moments (Adam's running averages m and v) continue a run; a new one starts at 0."""
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
@@ -300,18 +311,19 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
     """A document that starts with prompt, drawn a token at a time until BOS or the block ends.
     Temperature below 1 sharpens the probabilities (dividing the logits widens their gaps);
     top_k > 0 keeps only the k likeliest tokens (and any that tie with the k-th)."""
-    cache = model.empty_cache()
+    cache = [([], []) for _ in model.layers]
     tokens = model.tokenizer.encode(prompt)
-    for pos in range(model.block_size):
-        logits = model(tokens[pos], pos, cache)
-        if pos + 1 == len(tokens):  # at the last token so far (in the prompt, the next is given)
-            probs = [p.data for p in softmax([z / temperature for z in logits])]
-            # the k-th highest probability: lower ones are dropped (top_k 0 drops none)
-            floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0
-            probs = [p if p >= floor else 0.0 for p in probs]
-            tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
-            if tokens[-1] == model.tokenizer.BOS:
-                break
+    for pos, token in enumerate(tokens[:-1]):  # the prompt but its last token: into the cache
+        model(token, pos, cache)
+    for pos in range(len(tokens) - 1, model.block_size):  # then a token drawn per position
+        logits = model(tokens[-1], pos, cache)
+        probs = [p.data for p in softmax([z / temperature for z in logits])]
+        # the k-th highest probability: lower ones are dropped (top_k 0 drops none)
+        floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0
+        probs = [p if p >= floor else 0.0 for p in probs]
+        tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
+        if tokens[-1] == model.tokenizer.BOS:
+            break
     return model.tokenizer.decode(tokens)
 
 
@@ -355,7 +367,7 @@ def load(path):
 
 def explain(model, text):
     """After BOS and after each character of text: the 5 likeliest next tokens, (prob, char)."""
-    cache = model.empty_cache()
+    cache = [([], []) for _ in model.layers]
     names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, cache))]
