@@ -41,7 +41,9 @@ def read_documents(path):
 
 class Tokenizer:
     """Characters to token ids and back. The id of a character is its place in the sorted
-    vocabulary; one more id, BOS (beginning of sequence), marks where a document starts and ends."""
+    vocabulary; one more id, BOS (beginning of sequence), marks where a document starts and ends.
+    For the names, a to z are 0 to 25 and BOS is 26, so "emma" is read as [26, 4, 12, 12, 0, 26]
+    and the model learns to predict each next id: e after BOS, m after e, ..., BOS after a."""
 
     def __init__(self, text):
         self.chars = sorted(set(text))  # the vocabulary: every character the text uses
@@ -49,8 +51,7 @@ class Tokenizer:
         self.vocab_size = self.BOS + 1
 
     def encode(self, text):
-        """BOS and the id of each character: how a document (or a prompt) begins. The closing BOS
-        is added by document_loss, since a prompt must stay open for the model to continue it."""
+        """BOS and the id of each character, with no closing BOS: text the model can continue."""
         return [self.BOS] + [self.chars.index(ch) for ch in text]
 
     def decode(self, tokens):
@@ -58,6 +59,10 @@ class Tokenizer:
 
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
+# Training needs, for every parameter, its gradient: how much the loss moves per unit of it. For
+# example, with a, b = Value(2.0), Value(3.0) and loss = a * b + a, loss.backward() sets a.grad to
+# b + 1 = 4 and b.grad to a = 2. Each operation records its inputs (its children) and how much it
+# moves per unit of each (its local gradients); backward() chains those back from the loss.
 class Value:
     """A scalar in a computation graph: its data, its gradient (.grad), the children it was
     computed from, and its local gradients: how much it moves per unit of each child."""
@@ -82,7 +87,7 @@ class Value:
     # writes each operator's methods from one row of the table below.
     def _operator(forward, d_dx, d_dy):
         """One row of the table -> the method for `value op other` and its reflected twin."""
-        def method(self, other):  # tuples, a little lighter than lists for one or two children
+        def method(self, other):  # tuples: a little lighter than lists, for one or two children
             if isinstance(other, Value):
                 x, y = self.data, other.data
                 return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
@@ -90,8 +95,8 @@ class Value:
                 return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
             return NotImplemented  # so Python raises its usual TypeError for foreign operands
 
-        # `other op self` with other a number, as in 2 - v: computed as Value(2) - v. It is
-        # rare, so the constant's node of its own costs nothing that matters.
+        # `other op self` with other a number, as in 2 - v: computed as Value(2) - v. Only
+        # sum(), which starts from 0, does this in training: one extra leaf per sum.
         def reflected(self, other):
             return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
         return method, reflected
@@ -110,8 +115,8 @@ class Value:
     __neg__ = _function(neg, lambda x: -1)
     log = _function(math.log, lambda x: 1 / x)
     exp = _function(math.exp, math.exp)  # e^x is its own derivative
-    # relu keeps positives and turns negatives into 0: the bend that lets layers compute more
-    # than one big matrix product could
+    # relu keeps positives and turns negatives into 0: a bend, without which two matrix products
+    # in a row could only ever compute what one could
     relu = _function(lambda x: max(0.0, x), lambda x: float(x > 0))
 
     def backward(self):
@@ -147,7 +152,7 @@ def dot(a, b):
     nodes of * and +: a far smaller graph, the same number. d(a . b)/d(a[i]) is b[i] and
     d(a . b)/d(b[i]) is a[i], so each side's local gradients are the other side's data."""
     a_data, b_data = [ai.data for ai in a], [bi.data for bi in b]
-    children, local_grads = a + b, b_data + a_data  # lists joined: a's then b's, crossed
+    children, local_grads = a + b, b_data + a_data  # a's children get b's data, b's get a's
     # reduce adds left to right, exactly as the chain of + nodes would (sum() may round otherwise)
     return Value(reduce(add, map(mul, a_data, b_data), 0.0), children, local_grads)
 
@@ -176,9 +181,10 @@ def rmsnorm(x):
 
 def cross_entropy(logits, target):
     """-log(softmax(logits)[target]): low when the model gave the target a high probability.
-    One node instead of a softmax's and a log's: the loss is log(sum_j e^z_j) - z_target, so its
-    gradient for logit i is e^z_i / sum_j e^z_j - (1 if i is the target): the probability the
-    model gave i, minus 1 for the right answer. Training pushes that one up, the others down."""
+    The number -softmax(logits)[target].log() would give, made as one node instead of a softmax's
+    and a log's: the loss is log(sum_j e^z_j) - z_target, so its gradient for logit i is
+    e^z_i / sum_j e^z_j - (1 if i is the target): the probability the model gave i, minus 1 for
+    the right answer. Training pushes the right answer's logit up, the others down."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
     total = reduce(add, exps, 0.0)
@@ -187,11 +193,8 @@ def cross_entropy(logits, target):
 
 
 # The model: a GPT-2-style transformer that reads one token at a time and predicts the next.
-# Each position is a vector of n_embd numbers (its channels). Each layer updates that vector in
-# two steps, each added onto it: attention gathers from the earlier positions (query, key and
-# value matrices wq, wk, wv, then wo to mix the heads' outputs back together); then the MLP
-# (multi-layer perceptron) works on each position alone, widened 4x (fc1), bent by relu and
-# narrowed back (fc2). The shapes of a layer's matrices, rows x columns in units of n_embd:
+# A layer has six matrices, for attention and the MLP (both explained where they run, in
+# __call__); their shapes, rows x columns in units of n_embd, the width of the model:
 LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
 
@@ -199,15 +202,16 @@ class GPT:
     """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position."""
 
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
-                 init=lambda: random.gauss(0, 0.08)):  # small: the first guesses near uniform
+                 init=lambda: random.gauss(0, 0.08)):  # small: near-equal first guesses
         if min(n_layer, n_embd, n_head, block_size) < 1 or n_embd % n_head:
             raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
         # Created in the classic microgpt's order, which decides the random draw each parameter
-        # gets. GPT-2's names: an embedding (a row of n_embd numbers) per token (wte) and per
-        # position (wpe, up to block_size, the longest context), the output layer (lm_head, a
-        # logit per token), then each layer's matrices.
+        # gets. GPT-2's names: an embedding, a learned row of n_embd numbers (channels), per token
+        # (wte) and per position (wpe, up to block_size, the longest context); training moves
+        # tokens that behave alike to rows alike. Then the output layer (lm_head, a logit per
+        # token), then each layer's matrices.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
@@ -224,14 +228,15 @@ class GPT:
         # What the token is plus where it is, normalised so the first layer gets unit-size input
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, (cached_keys, cached_values) in zip(self.layers, cache):
-            # Attention. The query says what this position is looking for, each position's key
-            # what it offers; their dot product scores the match. The softmax of the scores
-            # weighs the positions' values, and their weighted sum is what this position takes.
+            # Attention: each position gathers from the positions so far. Its query (from wq)
+            # says what it is looking for, each position's key (wk) what it offers; their dot
+            # product scores the match. The softmax of the scores weighs the positions' values
+            # (wv), and their weighted sum is what this position takes.
             # The residual (x, added back afterwards) means a block only learns a correction to x,
             # and the gradient reaches earlier layers through the + unchanged (its local gradient
             # is 1), however many layers there are.
             residual, x = x, rmsnorm(x)
-            query = linear(x, layer['wq'])
+            query = linear(x, layer['wq'])  # n_embd numbers, like the key and the value
             cached_keys.append(linear(x, layer['wk']))
             cached_values.append(linear(x, layer['wv']))
             # The cache holds only the positions up to this one, so nothing can look ahead (models
@@ -243,16 +248,18 @@ class GPT:
                 head = slice(start, start + self.head_dim)
                 # The spread of a dot product of head_dim random unit-size terms grows like
                 # sqrt(head_dim); dividing keeps scores near unit size, so the softmax does not
-                # put all its weight on one position (and lose its gradient).
+                # put nearly all its weight on one position (where its gradient is nearly 0).
                 scores = [dot(query[head], key[head]) / self.head_dim**0.5 for key in cached_keys]
                 weights = softmax(scores)  # one per cached position, summing to 1
                 # Output channel j is sum_t weights[t] * value_t[j] over the cached positions t:
                 # the dot product of the weights with channel j of every cached value.
                 columns = [[value[j] for value in cached_values] for j in range(start, head.stop)]
                 heads += [dot(weights, column) for column in columns]
+            # wo mixes the heads' outputs back together; then the residual is added back
             x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
-            # MLP: attention gathered from the other positions; now each position computes on
-            # what it gathered, through a wider hidden layer and back.
+            # The MLP (multi-layer perceptron): attention gathered from the other positions; now
+            # each position computes on what it gathered, widened 4x (fc1), bent by relu and
+            # narrowed back (fc2).
             residual, x = x, rmsnorm(x)
             hidden = [z.relu() for z in linear(x, layer['fc1'])]
             x = [a + b for a, b in zip(linear(hidden, layer['fc2']), residual)]
@@ -263,12 +270,12 @@ class GPT:
 # Plain p -= lr * grad would move parameters with large gradients far and the rest hardly at all;
 # Adam gives each parameter a step of about the same size.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
-    """One Adam update of every parameter, then its gradient zeroed for the next backward(). The
-    learning rate decays
-    linearly toward 0: large steps early, fine adjustments at the end."""
+    """One Adam update of every parameter, then its gradient zeroed for the next backward().
+    The learning rate decays linearly toward 0: large steps early, fine adjustments at the end."""
     lr_t = lr * (1 - step / num_steps)
     # m and v are running means of each gradient and squared gradient, remembering about
-    # 1 / (1 - beta) steps. They start at 0, so early on they are too small: these undo that.
+    # 1 / (1 - beta) steps. They start at 0, so early on they are too small (after the first step,
+    # m is 0.15 * grad), and dividing by these corrections (1 - 0.85 = 0.15) undoes that.
     m_correction, v_correction = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
     for i, p in enumerate(params):
         m[i] = beta1 * m[i] + (1 - beta1) * p.grad
@@ -290,12 +297,13 @@ def document_loss(model, doc):
     cache = [([], []) for _ in model.layers]
     # In order: each position adds its key and value to the cache the later ones attend to.
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
-    return (1 / n) * sum(losses)
+    return (1 / n) * sum(losses)  # not sum / n: the classic microgpt's rounding, kept
 
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
-    """A generator: each next() trains one step, from step `start`, and yields (step, loss).
-    start and moments (Adam's running averages m and v) continue a run; a new one starts at 0."""
+    """A generator: each next() trains one step, from step `start`, and yields (step, loss), so
+    the caller can print and save between steps. start and moments (Adam's running averages m and
+    v, updated in place) continue a run; a new run starts at 0."""
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
@@ -310,15 +318,18 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
 def sample(model, temperature=0.5, prompt='', top_k=0):
     """A document that starts with prompt, drawn a token at a time until BOS or the block ends.
     Temperature below 1 sharpens the probabilities (dividing the logits widens their gaps);
-    top_k > 0 keeps only the k likeliest tokens (and any that tie with the k-th)."""
+    top_k > 0 keeps only the k likeliest tokens (and any that tie with the k-th). The prompt must
+    be shorter than the block."""
     cache = [([], []) for _ in model.layers]
     tokens = model.tokenizer.encode(prompt)
-    for pos, token in enumerate(tokens[:-1]):  # the prompt but its last token: into the cache
+    # The loop that draws always feeds the newest token, so it is left the prompt's last one;
+    # the others only fill the cache.
+    for pos, token in enumerate(tokens[:-1]):
         model(token, pos, cache)
-    for pos in range(len(tokens) - 1, model.block_size):  # then a token drawn per position
+    for pos in range(len(tokens) - 1, model.block_size):
         logits = model(tokens[-1], pos, cache)
         probs = [p.data for p in softmax([z / temperature for z in logits])]
-        # the k-th highest probability: lower ones are dropped (top_k 0 drops none)
+        # floor: the k-th highest probability; lower ones are dropped (top_k 0 drops none)
         floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0
         probs = [p if p >= floor else 0.0 for p in probs]
         tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
@@ -330,11 +341,15 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
 # The lesson ends here; the rest is plumbing: checkpoints and the command line.
 SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
 SAVE_EVERY = 100  # steps between checkpoints while training: a kill loses at most these
-HELD_OUT = 50  # documents scored after training: about 2% of the default run's time (measured)
+# Held out: documents that training never reached (it reads them in order, one a step), scored
+# after training to see whether the model generalizes; 50 cost about 2% of the default run.
+HELD_OUT = 50
 
 
 def save(model, path, run):
-    """Write a JSON checkpoint atomically: a crash mid-write never leaves a broken file at path."""
+    """Write a JSON checkpoint atomically: a crash mid-write never leaves a broken file at path.
+    run is what it takes to continue the run (made by prepare): seed, steps planned, lr, the
+    losses so far, Adam's m and v, the data's path and SHA-256, and whether it began from --load."""
     if not all(math.isfinite(p.data) for p in model.params):
         raise FloatingPointError(f'the model is no longer finite, so {path} was kept as it was')
     with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
@@ -349,7 +364,7 @@ def save(model, path, run):
 
 
 def load(path):
-    """The model and the run (None in version 1) of a checkpoint written by save()."""
+    """The model and the run of a checkpoint written by save(); version 1 held no run: None."""
     try:
         ckpt = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
         if ckpt['format'] != 'microgpt' or ckpt['version'] not in (1, 2):
@@ -469,7 +484,7 @@ def prepare(args):
     return model, docs, {'seed': args.seed, 'steps': args.steps, 'lr': args.lr, 'losses': [],
                          'm': [0.0] * n, 'v': [0.0] * n, 'sha256': digest,
                          'data': os.path.abspath(args.data) if docs else '',
-                         'pretrained': bool(args.load)}  # then no held-out loss can be trusted
+                         'pretrained': bool(args.load)}  # it may have seen the held-out docs
 
 
 def train_and_save(model, docs, run, args, stop):

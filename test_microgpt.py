@@ -321,8 +321,10 @@ def test_fused_dot_has_the_same_floats_as_a_chain_of_nodes_and_the_right_gradien
 
 def test_linear_is_one_dot_per_row():
     w = [[Value(1.0), Value(2.0)], [Value(-3.0), Value(0.5)]]
-    out = linear([Value(4.0), Value(-1.0)], w)
+    x = [Value(4.0), Value(-1.0)]
+    out = linear(x, w)
     assert [o.data for o in out] == [2.0, -12.5]
+    assert [o.children for o in out] == [row + x for row in w]  # one node each: row, then x
 
 
 def test_softmax_is_exp_over_the_sum_and_stable_for_huge_logits():
