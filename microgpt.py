@@ -42,8 +42,8 @@ def read_documents(path):
 class Tokenizer:
     """Characters to token ids and back. The id of a character is its place in the sorted
     vocabulary; one more id, BOS (beginning of sequence), marks where a document starts and ends.
-    For the names, a to z are 0 to 25 and BOS is 26, so "emma" is read as [26, 4, 12, 12, 0, 26]
-    and the model learns to predict each next id: e after BOS, m after e, ..., BOS after a."""
+    For the names, a to z are 0 to 25 and BOS is 26: encode("emma") is [26, 4, 12, 12, 0], and
+    training adds a closing 26 and learns each next id: e after BOS, m after e, ..., BOS after a."""
 
     def __init__(self, text):
         self.chars = sorted(set(text))  # the vocabulary: every character the text uses
@@ -65,7 +65,8 @@ class Tokenizer:
 # moves per unit of each (its local gradients); backward() chains those back from the loss.
 class Value:
     """A scalar in a computation graph: its data, its gradient (.grad), the children it was
-    computed from, and its local gradients: how much it moves per unit of each child."""
+    computed from, and its local gradients: how much it moves per unit of each child. A value
+    made by an operator has children; a leaf (a parameter, or a number) has none."""
     # __slots__: no attribute dict per value; a step makes thousands, so this saves memory and time.
     __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')
     # The serial is the creation order, which backward() sorts by: a value's children are always
@@ -79,12 +80,34 @@ class Value:
     def __repr__(self):
         return f'Value(data={self.data}, grad={self.grad})'
 
-    # The operators. Written by hand, multiplication would be
+    def backward(self):
+        """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule.
+        Gradients add up, so they must start at 0: adam(), further down, zeroes them after use."""
+        nodes, todo = {self}, [self]
+        while todo:  # a loop, as recursion would hit Python's depth limit on a long graph
+            for child in todo.pop().children:
+                # A leaf (a parameter) gets its .grad in the loop below, from the values that use
+                # it; it passes nothing on, so it needs no visit of its own.
+                if child.children and child not in nodes:
+                    nodes.add(child)
+                    todo.append(child)
+        self.grad = 1.0  # self moves 1 per unit of itself: where the chain starts
+        # Newest first: a value is created after its children, so every value that uses it is
+        # processed before it, and its gradient is complete before it is passed on.
+        for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
+            for child, local_grad in zip(value.children, value.local_grads):
+                # The chain rule: self moves value.grad per unit of value, and value moves
+                # local_grad per unit of child, so the product per unit of child. += because a
+                # child used by several values (or twice by one) collects from each use.
+                child.grad += local_grad * value.grad
+
+    # The operators make the graph that backward() walks. Written by hand, multiplication is
     #     def __mul__(self, other):  # d(x * y)/dx is y, and d(x * y)/dy is x
     #         return Value(self.data * other.data, (self, other), (other.data, self.data))
     # and every operator has that shape: only the forward function and the two local gradients
-    # change. So, as in CPython's fractions.py, a function run while the class is being built
-    # writes each operator's methods from one row of the table below.
+    # change. So each operator is one row of the table below, and _operator, an ordinary
+    # function called once per row while the class body runs, returns the methods the row
+    # assigns (CPython's fractions.py writes its operators this way).
     def _operator(forward, d_dx, d_dy):
         """One row of the table -> the method for `value op other` and its reflected twin."""
         def method(self, other):  # tuples: a little lighter than lists, for one or two children
@@ -95,8 +118,8 @@ class Value:
                 return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
             return NotImplemented  # so Python raises its usual TypeError for foreign operands
 
-        # `other op self` with other a number, as in 2 - v: computed as Value(2) - v. Only
-        # sum(), which starts from 0, does this in training: one extra leaf per sum.
+        # `other op self` with other a number, as in 2 - v: computed as Value(2) - v. Training
+        # does this in sum() (which starts from 0) and in (1 / n) * sum: an extra leaf each.
         def reflected(self, other):
             return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
         return method, reflected
@@ -115,30 +138,9 @@ class Value:
     __neg__ = _function(neg, lambda x: -1)
     log = _function(math.log, lambda x: 1 / x)
     exp = _function(math.exp, math.exp)  # e^x is its own derivative
-    # relu keeps positives and turns negatives into 0: a bend, without which two matrix products
-    # in a row could only ever compute what one could
+    # relu keeps positives and turns negatives into 0: a bend between the model's matrix
+    # products, without which two of them in a row could only compute what one could
     relu = _function(lambda x: max(0.0, x), lambda x: float(x > 0))
-
-    def backward(self):
-        """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule.
-        Gradients add up, so they must start at 0: adam(), further down, zeroes them after use."""
-        nodes, todo = {self}, [self]
-        while todo:  # a loop, as recursion would hit Python's depth limit on a long graph
-            for child in todo.pop().children:
-                # A leaf (a parameter) gets its .grad in the loop below, from the values that use
-                # it; it passes nothing on, so it needs no visit of its own.
-                if child.children and child not in nodes:
-                    nodes.add(child)
-                    todo.append(child)
-        self.grad = 1.0
-        # Newest first: a value is created after its children, so every value that uses it is
-        # processed before it, and its gradient is complete before it is passed on.
-        for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
-            for child, local_grad in zip(value.children, value.local_grads):
-                # The chain rule: self moves value.grad per unit of value, and value moves
-                # local_grad per unit of child, so the product per unit of child. += because a
-                # child used by several values (or twice by one) collects from each use.
-                child.grad += local_grad * value.grad
 
 
 # Helpers: the few vector operations a transformer is made of.
@@ -153,7 +155,8 @@ def dot(a, b):
     d(a . b)/d(b[i]) is a[i], so each side's local gradients are the other side's data."""
     a_data, b_data = [ai.data for ai in a], [bi.data for bi in b]
     children, local_grads = a + b, b_data + a_data  # a's children get b's data, b's get a's
-    # reduce adds left to right, exactly as the chain of + nodes would (sum() may round otherwise)
+    # reduce adds left to right, exactly as the chain of + nodes would; sum() of floats, from
+    # Python 3.12 on, corrects rounding as it goes, so its last bit can differ
     return Value(reduce(add, map(mul, a_data, b_data), 0.0), children, local_grads)
 
 
@@ -184,7 +187,8 @@ def cross_entropy(logits, target):
     The number -softmax(logits)[target].log() would give, made as one node instead of a softmax's
     and a log's: the loss is log(sum_j e^z_j) - z_target, so its gradient for logit i is
     e^z_i / sum_j e^z_j - (1 if i is the target): the probability the model gave i, minus 1 for
-    the right answer. Training pushes the right answer's logit up, the others down."""
+    the right answer. For logits [1, 2, 0] and target 1: probabilities [0.24, 0.67, 0.09], loss
+    -ln 0.67 = 0.41, gradients [0.24, -0.33, 0.09]: the right logit goes up, the others down."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
     total = reduce(add, exps, 0.0)
@@ -224,7 +228,8 @@ class GPT:
         """The logits for the token after `token` at position `pos`: a raw score per token, which
         softmax turns into probabilities. The cache holds, per layer, the keys and the values of
         the positions read so far (at first [([], []) for _ in model.layers]); the call adds
-        this position's."""
+        this position's. Sizes: x, query, key and value are n_embd numbers; per head, a score and
+        a weight per cached position and head_dim outputs; the MLP's hidden layer 4 * n_embd."""
         # What the token is plus where it is, normalised so the first layer gets unit-size input
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, (cached_keys, cached_values) in zip(self.layers, cache):
@@ -249,11 +254,11 @@ class GPT:
                 # The spread of a dot product of head_dim random unit-size terms grows like
                 # sqrt(head_dim); dividing keeps scores near unit size, so the softmax does not
                 # put nearly all its weight on one position (where its gradient is nearly 0).
-                scores = [dot(query[head], key[head]) / self.head_dim**0.5 for key in cached_keys]
+                scores = [dot(query[head], k[head]) / self.head_dim**0.5 for k in cached_keys]
                 weights = softmax(scores)  # one per cached position, summing to 1
-                # Output channel j is sum_t weights[t] * value_t[j] over the cached positions t:
-                # the dot product of the weights with channel j of every cached value.
-                columns = [[value[j] for value in cached_values] for j in range(start, head.stop)]
+                # Output channel j is sum_t weights[t] * v_t[j] over the cached values v_t: the
+                # dot product of the weights with column j of the cached values.
+                columns = [[v[j] for v in cached_values] for j in range(start, head.stop)]
                 heads += [dot(weights, column) for column in columns]
             # wo mixes the heads' outputs back together; then the residual is added back
             x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
@@ -267,8 +272,9 @@ class GPT:
 
 
 # Adam: step each parameter against its gradient, scaled by running averages of the gradients.
-# Plain p -= lr * grad would move parameters with large gradients far and the rest hardly at all;
-# Adam gives each parameter a step of about the same size.
+# Plain p -= lr * grad would move parameters with large gradients far and the rest hardly at all,
+# and follow each step's noise (a step sees one document). Adam averages the gradient over recent
+# steps and gives each parameter a step of about the same size.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
     """One Adam update of every parameter, then its gradient zeroed for the next backward().
     The learning rate decays linearly toward 0: large steps early, fine adjustments at the end."""
@@ -280,8 +286,8 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
     for i, p in enumerate(params):
         m[i] = beta1 * m[i] + (1 - beta1) * p.grad
         v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
-        # m / sqrt(v): the gradient's direction, scaled so each parameter steps about lr_t,
-        # however large or small its own gradients are
+        # m / sqrt(v): a gradient that is always g gives m = g and sqrt(v) = |g|, a step of lr_t
+        # against it, however large or small g is
         p.data -= lr_t * (m[i] / m_correction) / ((v[i] / v_correction) ** 0.5 + eps)
         p.grad = 0.0
 
@@ -297,7 +303,7 @@ def document_loss(model, doc):
     cache = [([], []) for _ in model.layers]
     # In order: each position adds its key and value to the cache the later ones attend to.
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
-    return (1 / n) * sum(losses)  # not sum / n: the classic microgpt's rounding, kept
+    return (1 / n) * sum(losses)  # rather than / n, which can round the last bit otherwise
 
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
@@ -322,8 +328,8 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
     be shorter than the block."""
     cache = [([], []) for _ in model.layers]
     tokens = model.tokenizer.encode(prompt)
-    # The loop that draws always feeds the newest token, so it is left the prompt's last one;
-    # the others only fill the cache.
+    # Every prompt token but the last only fills the cache; the loop below feeds the last one
+    # (its logits are what the first new token is drawn from), then each token it draws.
     for pos, token in enumerate(tokens[:-1]):
         model(token, pos, cache)
     for pos in range(len(tokens) - 1, model.block_size):
@@ -450,10 +456,13 @@ def parse_args(argv):
 
 def prepare(args):
     """The model, the documents and the run the flags ask for; prints the first lines of a run.
-        new run:    a new model from the documents' vocabulary; a new run
-        --load:     the checkpoint's model; documents only to train further; a new run
+    The three modes (parse_args refuses the flags a checkpoint decides):
+        new run:    a new model from the documents' vocabulary; a new run, held-out loss scored
+        --load:     the checkpoint's model; documents only to train further; a new run, with no
+                    held-out loss (the model may have seen those documents); size flags refused
         --resume:   the checkpoint's model and run; its seed and data, checked by hash; the
-                    random stream restored to where the run stopped"""
+                    random stream restored to where the run stopped; size flags, --seed, --lr
+                    and --steps refused"""
     model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
     if args.resume and not (run and len(run['losses']) < run['steps']):
         raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
@@ -552,6 +561,7 @@ def report(model, docs, run, args, stop):
 def main(argv=None):
     """The command line. Its exit status: 0 when done, 1 when training diverged, 2 for bad input,
     130 after Ctrl-C and 143 after SIGTERM (the step in progress finishes, then the run stops)."""
+    # Robustness, not the algorithm: Ctrl-C and SIGTERM let the step in progress finish.
     stop = []  # a signal appends its number here; the loops check it between steps and samples
     handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}  # signal() returns the old handler
@@ -567,7 +577,7 @@ def main(argv=None):
         if stop and len(run['losses']) < run['steps']:  # stopped in training: say how to go on
             keep = f'go on with --resume {args.save}' if args.save else 'keep it with --save PATH'
             print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
-        return 128 + stop[0] if stop else 0
+        return 128 + stop[0] if stop else 0  # the shell's convention: 128 + the signal number
     except (ArithmeticError, OSError, ValueError) as e:
         print(f'microgpt: error: {e}', file=sys.stderr)
         return 1 if isinstance(e, ArithmeticError) else 2
