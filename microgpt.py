@@ -8,7 +8,8 @@ sampling. After them comes the plumbing: checkpoints and the command line.
     python microgpt.py --help       # every setting
 
 It computes exactly what the classic 200-line microgpt computes: the same data, seed and
-settings print the same losses and the same samples.
+settings print the same losses and the same samples. The few lines written a particular way only
+to keep its floats, bit for bit, say so in a short comment.
 """
 import argparse
 import gc
@@ -59,7 +60,8 @@ class Tokenizer:
 
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
-# Training needs, for every parameter, its gradient: how much the loss moves per unit of it. For
+# Training needs, for every parameter, its gradient: how much the loss (the model's error, a
+# number computed from the parameters; see cross_entropy) moves per unit of it. For
 # example, with a, b = Value(2.0), Value(3.0) and loss = a * b + a, loss.backward() sets a.grad to
 # b + 1 = 4 and b.grad to a = 2. Each operation records its inputs (its children) and how much it
 # moves per unit of each (its local gradients); backward() chains those back from the loss.
@@ -143,7 +145,9 @@ class Value:
     relu = _function(lambda x: max(0.0, x), lambda x: float(x > 0))
 
 
-# Helpers: the few vector operations a transformer is made of.
+# Helpers: the few vector operations a transformer is made of. dot and cross_entropy are nodes
+# made by hand: the numbers and gradients the operators above would give, in one node instead of
+# many, so the graph is far smaller.
 def matrix(nout, nin, init):
     """A nout x nin matrix of parameters, each set by init(), row by row."""
     return [[Value(init()) for _ in range(nin)] for _ in range(nout)]
@@ -155,8 +159,7 @@ def dot(a, b):
     d(a . b)/d(b[i]) is a[i], so each side's local gradients are the other side's data."""
     a_data, b_data = [ai.data for ai in a], [bi.data for bi in b]
     children, local_grads = a + b, b_data + a_data  # a's children get b's data, b's get a's
-    # reduce adds left to right, exactly as the chain of + nodes would; sum() of floats, from
-    # Python 3.12 on, corrects rounding as it goes, so its last bit can differ
+    # reduce adds left to right, as the chain of + nodes would (for the floats: sum() can differ)
     return Value(reduce(add, map(mul, a_data, b_data), 0.0), children, local_grads)
 
 
@@ -185,10 +188,11 @@ def rmsnorm(x):
 def cross_entropy(logits, target):
     """-log(softmax(logits)[target]): low when the model gave the target a high probability.
     The number -softmax(logits)[target].log() would give, made as one node instead of a softmax's
-    and a log's: the loss is log(sum_j e^z_j) - z_target, so its gradient for logit i is
-    e^z_i / sum_j e^z_j - (1 if i is the target): the probability the model gave i, minus 1 for
-    the right answer. For logits [1, 2, 0] and target 1: probabilities [0.24, 0.67, 0.09], loss
-    -ln 0.67 = 0.41, gradients [0.24, -0.33, 0.09]: the right logit goes up, the others down."""
+    and a log's. The loss is log(sum_j e^z_j) - z_target; the derivative of the first term for
+    logit i is e^z_i / sum_j e^z_j, the probability the model gave i, and of the second, 1 for
+    the target only. So the gradient is the probability of i, minus 1 for the right answer.
+    For logits [1, 2, 0] and target 1: probabilities [0.24, 0.67, 0.09], loss -ln 0.67 = 0.41,
+    gradients [0.24, -0.33, 0.09]: the right logit goes up, the others down."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
     total = reduce(add, exps, 0.0)
@@ -203,7 +207,10 @@ LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 
 
 
 class GPT:
-    """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position."""
+    """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position:
+    token and position embeddings -> rmsnorm -> per layer, attention and the MLP, each added onto
+    x -> lm_head -> a logit per token. One position at a time, as sampling must; in training, the
+    positions of a document join into one graph through the key/value cache."""
 
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):  # small: near-equal first guesses
@@ -256,8 +263,8 @@ class GPT:
                 # put nearly all its weight on one position (where its gradient is nearly 0).
                 scores = [dot(query[head], k[head]) / self.head_dim**0.5 for k in cached_keys]
                 weights = softmax(scores)  # one per cached position, summing to 1
-                # Output channel j is sum_t weights[t] * v_t[j] over the cached values v_t: the
-                # dot product of the weights with column j of the cached values.
+                # Output channel j is sum(w * v[j] for w, v in zip(weights, cached_values)): the
+                # weights' dot product with column j of the cached values, made as one node.
                 columns = [[v[j] for v in cached_values] for j in range(start, head.stop)]
                 heads += [dot(weights, column) for column in columns]
             # wo mixes the heads' outputs back together; then the residual is added back
@@ -273,9 +280,10 @@ class GPT:
 
 # Adam: step each parameter against its gradient, scaled by running averages of the gradients.
 # Plain p -= lr * grad would move parameters with large gradients far and the rest hardly at all,
-# and follow each step's noise (a step sees one document). Adam averages the gradient over recent
-# steps and gives each parameter a step of about the same size.
-def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
+# and follow each step's noise (a step sees one document). Gradients differ by orders of magnitude
+# from parameter to parameter, so no one lr suits them all: Adam averages each gradient over
+# recent steps and gives every parameter a step of about the same size.
+def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):  # tuned
     """One Adam update of every parameter, then its gradient zeroed for the next backward().
     The learning rate decays linearly toward 0: large steps early, fine adjustments at the end."""
     lr_t = lr * (1 - step / num_steps)
@@ -303,7 +311,7 @@ def document_loss(model, doc):
     cache = [([], []) for _ in model.layers]
     # In order: each position adds its key and value to the cache the later ones attend to.
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
-    return (1 / n) * sum(losses)  # rather than / n, which can round the last bit otherwise
+    return (1 / n) * sum(losses)  # (1 / n) * rather than / n: for the floats
 
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
@@ -311,6 +319,8 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     the caller can print and save between steps. start and moments (Adam's running averages m and
     v, updated in place) continue a run; a new run starts at 0."""
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
+    # Gradient descent: the forward pass builds the graph, backward() fills every parameter's
+    # .grad, adam() moves the parameters against it and zeroes it for the next step.
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
         if not math.isfinite(loss.data):  # diverged: stop before the update spoils the model
@@ -329,7 +339,8 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
     cache = [([], []) for _ in model.layers]
     tokens = model.tokenizer.encode(prompt)
     # Every prompt token but the last only fills the cache; the loop below feeds the last one
-    # (its logits are what the first new token is drawn from), then each token it draws.
+    # (its logits are what the first new token is drawn from), then each token it draws. With
+    # prompt "em", tokens is [BOS, e, m]: BOS and e fill positions 0 and 1, the loop starts at 2.
     for pos, token in enumerate(tokens[:-1]):
         model(token, pos, cache)
     for pos in range(len(tokens) - 1, model.block_size):
@@ -376,7 +387,7 @@ def load(path):
         if ckpt['format'] != 'microgpt' or ckpt['version'] not in (1, 2):
             raise ValueError('its format is not microgpt version 1 or 2')
         # init hands out the saved numbers instead of random draws, in the order GPT() creates
-        # the parameters: the same order they were saved in
+        # the parameters: the order they were saved in (too few: StopIteration, caught below)
         floats = iter(ckpt['params'])
         model = GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
         if next(floats, None) is not None:
