@@ -61,10 +61,10 @@ class Tokenizer:
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
 # Training needs, for every parameter, its gradient: how much the loss (the model's error, a
-# number computed from the parameters; see cross_entropy) moves per unit of it. For
-# example, with a, b = Value(2.0), Value(3.0) and loss = a * b + a, loss.backward() sets a.grad to
-# b + 1 = 4 and b.grad to a = 2. Each operation records its inputs (its children) and how much it
-# moves per unit of each (its local gradients); backward() chains those back from the loss.
+# number computed from the parameters; see cross_entropy) moves per unit of it. For example,
+# with a, b = Value(2.0), Value(3.0) and loss = a * b + a, loss.backward() sets a.grad to
+# b + 1 = 4 and b.grad to a = 2. Each operation records its inputs (its children) and how much
+# it moves per unit of each (its local gradients); backward() chains those back from the loss.
 class Value:
     """A scalar in a computation graph: its data, its gradient (.grad), the children it was
     computed from, and its local gradients: how much it moves per unit of each child. A value
