@@ -48,8 +48,7 @@ class Tokenizer:
 
     def __init__(self, text):
         self.chars = sorted(set(text))  # the vocabulary: every character the text uses
-        self.BOS = len(self.chars)
-        self.vocab_size = self.BOS + 1
+        self.BOS, self.vocab_size = len(self.chars), len(self.chars) + 1
 
     def encode(self, text):
         """BOS and the id of each character, with no closing BOS: text the model can continue."""
@@ -145,27 +144,30 @@ class Value:
     relu = _function(lambda x: max(0.0, x), lambda x: float(x > 0))
 
 
-# Helpers: the few vector operations a transformer is made of. dot and cross_entropy are nodes
-# made by hand: the numbers and gradients the operators above would give, in one node instead of
+# Helpers: the few vector operations a transformer is made of. linear and cross_entropy make
+# nodes by hand: the numbers and gradients the operators above would give, in one node instead of
 # many, so the graph is far smaller.
 def matrix(nout, nin, init):
     """A nout x nin matrix of parameters, each set by init(), row by row."""
     return [[Value(init()) for _ in range(nin)] for _ in range(nout)]
 
 
-def dot(a, b):
-    """sum(ai * bi for ai, bi in zip(a, b)), made as one node instead of a chain of 2 * len(a)
-    nodes of * and +: a far smaller graph, the same number. d(a . b)/d(a[i]) is b[i] and
-    d(a . b)/d(b[i]) is a[i], so each side's local gradients are the other side's data."""
-    a_data, b_data = [ai.data for ai in a], [bi.data for bi in b]
-    children, local_grads = a + b, b_data + a_data  # a's children get b's data, b's get a's
-    # reduce adds left to right, as the chain of + nodes would (for the floats: sum() can differ)
-    return Value(reduce(add, map(mul, a_data, b_data), 0.0), children, local_grads)
-
-
 def linear(x, w):
-    """w @ x, the matrix w times the vector x: one dot product per row of w."""
-    return [dot(row, x) for row in w]
+    """w @ x, the matrix w times the vector x: for each row of w, the dot product
+    sum(wi * xi for wi, xi in zip(row, x)), made as one node instead of a chain of 2 * len(x)
+    nodes of * and +: a far smaller graph, the same number. d(row . x)/d(row[i]) is x[i] and
+    d(row . x)/d(x[i]) is row[i], so each side's local gradients are the other side's data."""
+    x_data = [xi.data for xi in x]  # read once for all the rows
+    rows_data = [[wi.data for wi in row] for row in w]
+    # Children: the row, then x (lists joined); local gradients crossed: x's data, then the row's.
+    # reduce adds left to right, as the chain of + nodes would (for the floats: sum() can differ).
+    return [Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data)
+            for row, row_data in zip(w, rows_data)]
+
+
+def dot(a, b):
+    """sum(ai * bi for ai, bi in zip(a, b)) as one node: linear() with a as the only row."""
+    return linear(b, [a])[0]
 
 
 def softmax(logits):
