@@ -59,8 +59,9 @@ class Tokenizer:
 
 
 # Autograd: numbers that remember how they were computed, so gradients can flow back through them.
-# Training needs, for every parameter, its gradient: how much the loss (the model's error, a
-# number computed from the parameters; see cross_entropy) moves per unit of it. For example,
+# Training repeats p.data -= lr * p.grad for every parameter p, where p.grad, its gradient, is
+# how much the loss (the model's error, a number computed from the parameters; see
+# cross_entropy) moves per unit of p: each step lowers the loss a little. For example,
 # with a, b = Value(2.0), Value(3.0) and loss = a * b + a, loss.backward() sets a.grad to
 # b + 1 = 4 and b.grad to a = 2. Each operation records its inputs (its children) and how much
 # it moves per unit of each (its local gradients); backward() chains those back from the loss.
@@ -119,8 +120,9 @@ class Value:
                 return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
             return NotImplemented  # so Python raises its usual TypeError for foreign operands
 
-        # `other op self` with other a number, as in 2 - v: computed as Value(2) - v. Training
-        # does this in sum() (which starts from 0) and in (1 / n) * sum: an extra leaf each.
+        # `other op self` with other a number: 2 - v calls v.__rsub__(2), which returns
+        # method(Value(2), v), that is Value(2) - v. Training does this in sum() (which starts
+        # from 0) and in (1 / n) * sum: an extra leaf each.
         def reflected(self, other):
             return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
         return method, reflected
@@ -160,7 +162,8 @@ def linear(x, w):
     x_data = [xi.data for xi in x]  # read once for all the rows
     rows_data = [[wi.data for wi in row] for row in w]
     # Children: the row, then x (lists joined); local gradients crossed: x's data, then the row's.
-    # reduce adds left to right, as the chain of + nodes would (for the floats: sum() can differ).
+    # reduce adds left to right, as the chain of + nodes would; sum() of floats, from Python 3.12
+    # on, rounds more exactly, so its last bit could differ from the classic microgpt's.
     return [Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data)
             for row, row_data in zip(w, rows_data)]
 
@@ -237,8 +240,10 @@ class GPT:
         """The logits for the token after `token` at position `pos`: a raw score per token, which
         softmax turns into probabilities. The cache holds, per layer, the keys and the values of
         the positions read so far (at first [([], []) for _ in model.layers]); the call adds
-        this position's. Sizes: x, query, key and value are n_embd numbers; per head, a score and
-        a weight per cached position and head_dim outputs; the MLP's hidden layer 4 * n_embd."""
+        this position's. Sizes, with the defaults: x, query, key and value are 16 numbers (n_embd),
+        split into 4 heads of 4 (head_dim); at position 3, each head has 4 scores and weights,
+        one per cached position 0 to 3; the heads' outputs join back into 16; the MLP widens to 64;
+        the logits are 27, one per token."""
         # What the token is plus where it is, normalised so the first layer gets unit-size input
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, (cached_keys, cached_values) in zip(self.layers, cache):
@@ -321,8 +326,9 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     the caller can print and save between steps. start and moments (Adam's running averages m and
     v, updated in place) continue a run; a new run starts at 0."""
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
-    # Gradient descent: the forward pass builds the graph, backward() fills every parameter's
-    # .grad, adam() moves the parameters against it and zeroes it for the next step.
+    # Gradient descent: the forward pass builds a new graph, backward() fills every parameter's
+    # .grad, adam() moves the parameters against it and zeroes it. The graph is then dropped; the
+    # parameters, its leaves, carry over to the next step.
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
         if not math.isfinite(loss.data):  # diverged: stop before the update spoils the model
@@ -348,7 +354,8 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
     for pos in range(len(tokens) - 1, model.block_size):
         logits = model(tokens[-1], pos, cache)
         probs = [p.data for p in softmax([z / temperature for z in logits])]
-        # floor: the k-th highest probability; lower ones are dropped (top_k 0 drops none)
+        # floor: the k-th highest probability; lower ones are dropped (top_k 0 drops none). For
+        # [0.5, 0.3, 0.2] and top_k 2, floor is 0.3 and the weights are [0.5, 0.3, 0.0].
         floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0
         probs = [p if p >= floor else 0.0 for p in probs]
         tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
