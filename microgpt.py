@@ -168,11 +168,6 @@ def linear(x, w):
             for row, row_data in zip(w, rows_data)]
 
 
-def dot(a, b):
-    """sum(ai * bi for ai, bi in zip(a, b)) as one node: linear() with a as the only row."""
-    return linear(b, [a])[0]
-
-
 def softmax(logits):
     """Probabilities from logits (raw scores, one per choice): exp makes each positive, and
     dividing by the total makes them sum to 1. Subtracting the max first keeps exp from overflowing
@@ -186,7 +181,8 @@ def softmax(logits):
 def rmsnorm(x):
     """Rescale x to unit root-mean-square, so the numbers flowing through the model keep one size
     from layer to layer; the 1e-5 keeps a zero x from dividing by 0."""
-    scale = (dot(x, x) / len(x) + 1e-5) ** -0.5
+    # sum(xi * xi) as one node: linear() with x as its only row (each xi is a child twice)
+    scale = (linear(x, [x])[0] / len(x) + 1e-5) ** -0.5
     return [xi * scale for xi in x]
 
 
@@ -236,10 +232,14 @@ class GPT:
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
+    def empty_cache(self):
+        """Per layer, the keys and the values of the positions read so far: none yet."""
+        return [([], []) for _ in self.layers]
+
     def __call__(self, token, pos, cache):
         """The logits for the token after `token` at position `pos`: a raw score per token, which
         softmax turns into probabilities. The cache holds, per layer, the keys and the values of
-        the positions read so far (at first [([], []) for _ in model.layers]); the call adds
+        the positions read so far (at first model.empty_cache()); the call adds
         this position's. Sizes, with the defaults: x, query, key and value are 16 numbers (n_embd),
         split into 4 heads of 4 (head_dim); at position 3, each head has 4 scores and weights,
         one per cached position 0 to 3; the heads' outputs join back into 16; the MLP widens to 64;
@@ -268,12 +268,13 @@ class GPT:
                 # The spread of a dot product of head_dim random unit-size terms grows like
                 # sqrt(head_dim); dividing keeps scores near unit size, so the softmax does not
                 # put nearly all its weight on one position (where its gradient is nearly 0).
-                scores = [dot(query[head], k[head]) / self.head_dim**0.5 for k in cached_keys]
-                weights = softmax(scores)  # one per cached position, summing to 1
+                scores = linear(query[head], [k[head] for k in cached_keys])  # a row per key
+                weights = softmax([s / self.head_dim**0.5 for s in scores])  # they sum to 1
                 # Output channel j is sum(w * v[j] for w, v in zip(weights, cached_values)): the
-                # weights' dot product with column j of the cached values, made as one node.
+                # weights' dot product with column j of the cached values, so linear() with the
+                # columns as its rows.
                 columns = [[v[j] for v in cached_values] for j in range(start, head.stop)]
-                heads += [dot(weights, column) for column in columns]
+                heads += linear(weights, columns)
             # wo mixes the heads' outputs back together; then the residual is added back
             x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
             # The MLP (multi-layer perceptron): attention gathered from the other positions; now
@@ -315,7 +316,7 @@ def document_loss(model, doc):
     graph: through the cache, every position's loss reaches back into the earlier positions."""
     tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
     n = min(model.block_size, len(tokens) - 1)  # a longer document is cut: block_size positions
-    cache = [([], []) for _ in model.layers]
+    cache = model.empty_cache()
     # In order: each position adds its key and value to the cache the later ones attend to.
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
     return (1 / n) * sum(losses)  # (1 / n) * rather than / n: for the floats
@@ -344,7 +345,7 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
     Temperature below 1 sharpens the probabilities (dividing the logits widens their gaps);
     top_k > 0 keeps only the k likeliest tokens (and any that tie with the k-th). The prompt must
     be shorter than the block."""
-    cache = [([], []) for _ in model.layers]
+    cache = model.empty_cache()
     tokens = model.tokenizer.encode(prompt)
     # Every prompt token but the last only fills the cache; the loop below feeds the last one
     # (its logits are what the first new token is drawn from), then each token it draws. With
@@ -408,7 +409,7 @@ def load(path):
 
 def explain(model, text):
     """After BOS and after each character of text: the 5 likeliest next tokens, (prob, char)."""
-    cache = [([], []) for _ in model.layers]
+    cache = model.empty_cache()
     names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, cache))]
@@ -462,7 +463,7 @@ def parse_args(argv):
     # A flag typed by hand for what a checkpoint decides would be silently overruled: refuse it.
     # A checkpoint decides the sizes; a run to continue also its seed, learning rate and steps.
     given = {arg.split('=')[0] for arg in argv}  # the flags typed, as --flag or --flag=value
-    fixed = {'--n-layer', '--n-embd', '--n-head', '--block-size'}
+    fixed = {'--' + size.replace('_', '-') for size in SIZES}
     if args.resume:
         fixed |= {'--seed', '--lr', '--steps', '--load'}
     clash = sorted(given & fixed) if args.load or args.resume else []

@@ -25,7 +25,6 @@ from microgpt import (
     adam,
     cross_entropy,
     document_loss,
-    dot,
     explain,
     linear,
     load,
@@ -311,7 +310,7 @@ def test_fused_dot_has_the_same_floats_as_a_chain_of_nodes_and_the_right_gradien
     chain = 0
     for w, x in zip(ws, xs):
         chain = chain + w * x
-    fused = dot(ws, xs)
+    fused = linear(xs, [ws])[0]  # a dot product: one row of a linear layer
     assert fused.data == chain.data  # bit for bit
     assert len(fused.children) == 74  # one node, where the chain built 2 * 37
     fused.backward()
@@ -380,7 +379,7 @@ def test_document_loss_is_the_mean_cross_entropy_of_bos_doc_bos():
     random.seed(4)
     model = GPT(Tokenizer('ab'), n_embd=4, n_head=2, block_size=8)
     tokens = [2, 0, 1, 1, 2]  # BOS a b b BOS
-    cache = [([], []) for _ in model.layers]
+    cache = model.empty_cache()
     expected = 0.0
     for i in range(4):
         logits = [z.data for z in model(tokens[i], i, cache)]
@@ -402,7 +401,7 @@ def test_parameters_are_created_in_the_reference_order_and_count():
                                                                  (3, 6, 3, 2)])
 def test_model_runs_at_any_size(n_layer, n_embd, n_head, block_size):
     model = GPT(Tokenizer('xyz'), n_layer, n_embd, n_head, block_size)
-    cache = [([], []) for _ in model.layers]
+    cache = model.empty_cache()
     for pos in range(block_size):
         logits = model(model.tokenizer.BOS if pos == 0 else 1, pos, cache)
         assert len(logits) == model.tokenizer.vocab_size == 4
@@ -485,7 +484,7 @@ def trained_tiny_model(steps=5):
 
 def greedy_next_tokens(model, tokens):
     """The argmax of the logits after each of tokens, recomputed from the model."""
-    cache = [([], []) for _ in model.layers]
+    cache = model.empty_cache()
     best = []
     for pos, token in enumerate(tokens):
         logits = [z.data for z in model(token, pos, cache)]
@@ -521,7 +520,7 @@ def test_top_k_draws_only_among_the_k_likeliest(monkeypatch):
     for text in texts:  # every drawn token is among the 2 largest logits where it was drawn
         tokens = model.tokenizer.encode(text)
         tokens += [model.tokenizer.BOS] * (len(text) < model.block_size)
-        cache = [([], []) for _ in model.layers]
+        cache = model.empty_cache()
         for pos in range(len(tokens) - 1):
             logits = [z.data for z in model(tokens[pos], pos, cache)]
             assert tokens[pos + 1] in sorted(range(7), key=logits.__getitem__)[-2:]
@@ -535,7 +534,7 @@ def test_explain_gives_the_softmax_of_the_logits_top_5_descending():
     assert [prefix for prefix, _ in result] == ['', 'e', 'em', 'emm', 'emma']
     names = model.tokenizer.chars + ['<end>']
     tokens = model.tokenizer.encode('emma')
-    cache = [([], []) for _ in model.layers]
+    cache = model.empty_cache()
     for pos, (prefix, top) in enumerate(result):
         logits = [z.data for z in model(tokens[pos], pos, cache)]
         exps = [math.exp(z - max(logits)) for z in logits]
