@@ -810,7 +810,7 @@ def test_cli_finds_its_data_from_any_folder(tmp_path):
                      re.MULTILINE)
 
 
-def test_main_in_process_restores_the_callers_process(tiny_file, capsys):
+def test_main_in_process_leaves_the_callers_signal_handlers_and_collector_alone(tiny_file, capsys):
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     assert cli(capsys, '--data', tiny_file, '--steps', '2', '--samples', '1', *SMALL)[0] == 0
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
@@ -1014,18 +1014,21 @@ def test_a_disk_that_fills_during_training_keeps_the_old_checkpoint(
 # --- Resuming a run -----------------------------------------------------------------------
 
 def cli_ctrl_c_after(capsys, monkeypatch, step, *args):
-    """main() in-process, sent a SIGINT by its own Adam update of the given (0-based) step."""
+    """main() in-process, with a Ctrl-C noted, as microgpt's handler notes it, by its own Adam
+    update of the given (0-based) step. The handler itself is checked on real processes below."""
     real_adam = microgpt.adam
 
     def adam_then_ctrl_c(params, m, v, at, *rest):
         real_adam(params, m, v, at, *rest)
         if at == step:
-            os.kill(os.getpid(), signal.SIGINT)
+            microgpt.STOP.append(signal.SIGINT)
     monkeypatch.setattr(microgpt, 'adam', adam_then_ctrl_c)
+    monkeypatch.setattr(microgpt, 'STOP', [])
     try:
         return cli(capsys, *args)
     finally:
         monkeypatch.setattr(microgpt, 'adam', real_adam)
+        monkeypatch.setattr(microgpt, 'STOP', [])
 
 
 @pytest.fixture
