@@ -121,7 +121,8 @@ class Value:
             return NotImplemented  # so Python raises its usual TypeError for foreign operands
 
         # `other op self` with other a number: 2 - v calls v.__rsub__(2), which returns
-        # method(Value(2), v), that is Value(2) - v. Training does this in sum() (which starts
+        # method(Value(2), v), that is Value(2) - v. Wrapping the number lets one method serve
+        # both orders; the leaf's gradient goes unused. Training does this in sum() (which starts
         # from 0) and in (1 / n) * sum: an extra leaf each.
         def reflected(self, other):
             return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
@@ -132,7 +133,8 @@ class Value:
         return lambda self: Value(forward(self.data), (self,), (derivative(self.data),))
 
     # One row per operator: its forward function of the floats x and y, then d/dx and d/dy.
-    # (A Value exponent needs log(x), so a ** b with b a Value needs a positive a.data.)
+    # (d/dy of x ** y, x**y * log(x), is computed with the power, so with b a Value, a ** b needs
+    # a positive a.data even when that gradient goes unused.)
     __add__, __radd__ = _operator(add, lambda x, y: 1, lambda x, y: 1)
     __sub__, __rsub__ = _operator(sub, lambda x, y: 1, lambda x, y: -1)
     __mul__, __rmul__ = _operator(mul, lambda x, y: y, lambda x, y: x)
@@ -198,6 +200,7 @@ def cross_entropy(logits, target):
     exps = [math.exp(z.data - top) for z in logits]
     total = reduce(add, exps, 0.0)
     grads = [e / total - (i == target) for i, e in enumerate(exps)]
+    # the loss above with top taken out of every z: log(sum_j e^z_j) = log(total) + top
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
@@ -244,7 +247,8 @@ class GPT:
         split into 4 heads of 4 (head_dim); at position 3, each head has 4 scores and weights,
         one per cached position 0 to 3; the heads' outputs join back into 16; the MLP widens to 64;
         the logits are 27, one per token."""
-        # What the token is plus where it is, normalised so the first layer gets unit-size input
+        # What the token is plus where it is, normalised once: x is the residual stream, the running
+        # sum each layer adds onto (a layer's own rmsnorm below feeds only its branch, not x)
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, (cached_keys, cached_values) in zip(self.layers, cache):
             # Attention: each position gathers from the positions so far. Its query (from wq)
@@ -400,7 +404,8 @@ def load(path):
         if ckpt['format'] != 'microgpt' or ckpt['version'] not in (1, 2):
             raise ValueError('its format is not microgpt version 1 or 2')
         # init hands out the saved numbers instead of random draws, in the order GPT() creates
-        # the parameters: the order they were saved in (too few: StopIteration, caught below)
+        # the parameters: the order they were saved in (too few: StopIteration, caught below;
+        # float() turns an entry that is not a number into a ValueError or TypeError)
         floats = iter(ckpt['params'])
         model = GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
         if next(floats, None) is not None:
@@ -510,7 +515,8 @@ def prepare(args):
         raise ValueError(f'--prompt and --explain must be shorter than the block of the model, '
                          f'{model.block_size} characters')
     print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
-    if args.resume:  # the stream as the run left it (JSON turned its tuples into lists)
+    if args.resume:  # the stream as the run left it, so its samples are an unbroken run's
+        # (JSON turned the state's tuples into lists)
         random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
         return model, docs, run
     n = len(model.params)
