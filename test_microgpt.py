@@ -207,6 +207,17 @@ def test_unary_function_matches_finite_differences(name, x):
     assert a.grad == pytest.approx(numeric_grads(floats, [x])[0], rel=1e-6, abs=1e-8)
 
 
+def test_relu_makes_a_leaf_for_a_negative_so_backward_skips_what_only_it_used():
+    x = Value(-2.0)
+    hidden = x * 3.0  # a value that only the relu uses
+    zero, kept = hidden.relu(), Value(2.0).relu()
+    assert (zero.data, zero.children) == (0.0, ())  # a constant: nothing to pass back
+    assert (kept.data, kept.local_grads) == (2.0, (1.0,))
+    loss = zero + kept
+    loss.backward()
+    assert (x.grad, hidden.grad) == (0.0, 0.0)  # the same 0 the chain rule would give
+
+
 def test_power_data_is_the_power_not_the_exponent():
     v = Value(-3.0)
     w = v ** 2
