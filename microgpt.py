@@ -133,8 +133,8 @@ class Value:
         return lambda self: Value(forward(self.data), (self,), (derivative(self.data),))
 
     # One row per operator: its forward function of the floats x and y, then d/dx and d/dy.
-    # (d/dy of x ** y, x**y * log(x), is computed with the power, so with b a Value, a ** b needs
-    # a positive a.data even when that gradient goes unused.)
+    # (d/dy of x ** y, x**y * log(x), is computed whenever the power is, used or not, and log
+    # needs x > 0: so with b a Value, a ** b needs a positive a.data.)
     __add__, __radd__ = _operator(add, lambda x, y: 1, lambda x, y: 1)
     __sub__, __rsub__ = _operator(sub, lambda x, y: 1, lambda x, y: -1)
     __mul__, __rmul__ = _operator(mul, lambda x, y: y, lambda x, y: x)
@@ -145,8 +145,9 @@ class Value:
     exp = _function(math.exp, math.exp)  # e^x is its own derivative
     # relu keeps positives and turns negatives into 0: a bend between the model's matrix
     # products, without which two of them in a row could only compute what one could. Its own
-    # method, not a row: a 0 it makes is a constant, a leaf, as its gradient there would be 0. So
-    # backward() skips the values only it used: about half the rows of each MLP's first layer.
+    # method, not a row: for a negative input it returns a bare Value(0.0), a leaf with no
+    # children, which gives the same gradients as a local gradient of 0. So backward() skips the
+    # values used only by relus that gave 0: about half the rows of each MLP's first layer.
     def relu(self):
         return Value(self.data, (self,), (1.0,)) if self.data > 0 else Value(0.0)
 
@@ -251,7 +252,8 @@ class GPT:
         one per cached position 0 to 3; the heads' outputs join back into 16; the MLP widens to 64;
         the logits are 27, one per token."""
         # What the token is plus where it is, normalised once: x is the residual stream, the running
-        # sum each layer adds onto (a layer's own rmsnorm below feeds only its branch, not x)
+        # sum each layer adds onto. Inside a layer the stream waits in `residual` while x names
+        # its normalised copy, which feeds only that layer's branch.
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, (cached_keys, cached_values) in zip(self.layers, cache):
             # Attention: each position gathers from the positions so far. Its query (from wq)
@@ -298,7 +300,7 @@ class GPT:
 # and follow each step's noise (a step sees one document). Gradients differ by orders of magnitude
 # from parameter to parameter, so no one lr suits them all: Adam averages each gradient over
 # recent steps and gives every parameter a step of about the same size.
-def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):  # tuned
+def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):  # eps: no / 0
     """One Adam update of every parameter, then its gradient zeroed for the next backward().
     The learning rate decays linearly toward 0: large steps early, fine adjustments at the end."""
     lr_t = lr * (1 - step / num_steps)
@@ -430,8 +432,9 @@ def explain(model, text):
 def sparkline(losses, encoding, width=40):
     """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
     bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
+    # Two encodings differ when the output lacks a block: 'replace' writes ?, 'ignore' drops it
     if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
-        bars = '_.-~=+*#'  # 'replace' writes ? for a character it lacks, 'ignore' drops it
+        bars = '_.-~=+*#'  # then ASCII, lowest to highest
     n = min(width, len(losses))
     means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
     low, high = min(means), max(means)
@@ -473,7 +476,7 @@ def parse_args(argv):
         raise ValueError('--steps, --samples and --top-k must be 0 or more')
     # A flag typed by hand for what a checkpoint decides would be silently overruled: refuse it.
     # A checkpoint decides the sizes; a run to continue also its seed, learning rate and steps.
-    given = {arg.split('=')[0] for arg in argv}  # the flags typed, as --flag or --flag=value
+    given = {arg.split('=')[0] for arg in argv}  # the flags typed (and values: they match none)
     fixed = {'--' + size.replace('_', '-') for size in SIZES}
     if args.resume:
         fixed |= {'--seed', '--lr', '--steps', '--load'}
@@ -566,7 +569,8 @@ def report(model, docs, run, args):
     losses, steps = run['losses'], run['steps']
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
-    unseen = docs[steps:steps + HELD_OUT]  # training read the documents in order, up to steps
+    # Never trained on: train() read docs[step % len(docs)], so if it wrapped round none are left
+    unseen = docs[steps:steps + HELD_OUT]
     if losses and not run['pretrained'] and unseen:
         held_out = fmean(document_loss(model, doc).data for doc in unseen)
         print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of '
