@@ -88,7 +88,7 @@ class Value:
         nodes, new = set(), {self}
         while new:  # a loop, as recursion would hit Python's depth limit on a long graph
             nodes |= new
-            # The children of the values just found, but for those seen before and the leaves: a
+            # The children of the values just found, except those seen before and the leaves: a
             # leaf (a parameter) gets its .grad in the loop below, from the values that use it;
             # it passes nothing on, so it needs no visit of its own.
             new = {child for value in new for child in value.children if child.children} - nodes
@@ -257,9 +257,10 @@ class GPT:
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, (cached_keys, cached_values) in zip(self.layers, cache):
             # Attention: each position gathers from the positions so far. Its query (from wq)
-            # says what it is looking for, each position's key (wk) what it offers; their dot
-            # product scores the match. The softmax of the scores weighs the positions' values
-            # (wv), and their weighted sum is what this position takes.
+            # says what it is looking for, each position's key (wk) what it can be found by, and
+            # its value (wv) what it hands over once found. A query's dot product with a key scores
+            # the match; the softmax of the scores weighs the values, and their weighted sum is
+            # what this position takes.
             # The residual (x, added back afterwards) means a block only learns a correction to x,
             # and the gradient reaches earlier layers through the + unchanged (its local gradient
             # is 1), however many layers there are.
@@ -500,7 +501,7 @@ def prepare(args):
                     and --steps refused"""
     model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
     if args.resume and not (run and len(run['losses']) < run['steps']):
-        raise ValueError(f'{args.resume} holds no run to continue: sample from it with --load')
+        raise ValueError(f'{args.resume}: no run to continue (to sample: --load it --steps 0)')
     if args.resume:  # the run's seed and data give its document order again
         args.seed, args.data = run['seed'], args.data or run['data']
     random.seed(args.seed)
