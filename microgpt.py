@@ -301,9 +301,10 @@ class GPT:
 # and follow each step's noise (a step sees one document). Gradients differ by orders of magnitude
 # from parameter to parameter, so no one lr suits them all: Adam averages each gradient over
 # recent steps and gives every parameter a step of about the same size.
-def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):  # eps: no / 0
+def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):  # tuned
     """One Adam update of every parameter, then its gradient zeroed for the next backward().
-    The learning rate decays linearly toward 0: large steps early, fine adjustments at the end."""
+    The learning rate decays linearly toward 0: large steps early, fine adjustments at the end.
+    eps keeps a parameter whose gradients have all been 0 (so v is 0) from dividing by 0."""
     lr_t = lr * (1 - step / num_steps)
     # m and v are running means of each gradient and squared gradient, remembering about
     # 1 / (1 - beta) steps. They start at 0, so early on they are too small (after the first step,
@@ -614,8 +615,8 @@ def main(argv=None):
 if __name__ == '__main__':
     # Only when run as a program, so that a caller of main() keeps its own process settings.
     # Ctrl-C (SIGINT) and SIGTERM let the step in progress finish: the handler only notes them.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, frame: STOP.append(signum))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: STOP.append(signum))
     if sys.implementation.name == 'cpython':  # PyPy's collector is its only one, so it stays on
         gc.disable()  # the graph has no reference cycles: CPython's cycle collector only costs time
     sys.exit(main())
