@@ -382,8 +382,8 @@ SAVE_EVERY = 100  # steps between checkpoints while training: a kill loses at mo
 # Held out: documents that training never reached (it reads them in order, one a step), scored
 # after training to see whether the model generalizes; 50 cost about 2% of the default run.
 HELD_OUT = 50
-# The signals caught (SIGINT for Ctrl-C, SIGTERM for a kill), by the handlers set at the end of
-# the file: once this list has one, training stops after the step in progress, sampling too.
+# The signals caught (SIGINT for Ctrl-C, SIGTERM for a kill), by the handlers program() sets:
+# once this list has one, training stops after the step in progress, sampling too.
 STOP = []
 
 
@@ -612,11 +612,16 @@ def main(argv=None):
         return 1 if isinstance(e, ArithmeticError) else 2
 
 
-if __name__ == '__main__':
-    # Only when run as a program, so that a caller of main() keeps its own process settings.
+def program():
+    """`python microgpt.py` and the `microgpt` command: main() in a process set up for a long run.
+    Only here, not in main(), so that a caller of main() from Python keeps its own settings."""
     # Ctrl-C (SIGINT) and SIGTERM let the step in progress finish: the handler only notes them.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: STOP.append(signum))
     if sys.implementation.name == 'cpython':  # PyPy's collector is its only one, so it stays on
         gc.disable()  # the graph has no reference cycles: CPython's cycle collector only costs time
-    sys.exit(main())
+    return main()
+
+
+if __name__ == '__main__':
+    sys.exit(program())

@@ -837,6 +837,11 @@ def test_main_in_process_leaves_the_callers_signal_handlers_and_collector_alone(
     assert gc.isenabled()
 
 
+def test_the_installed_command_runs_what_the_script_runs():
+    with open(os.path.join(HERE, 'pyproject.toml'), encoding='utf-8') as f:
+        assert 'microgpt = "microgpt:program"' in f.read()  # COMMAND_RUN, tested below
+
+
 def test_importing_runs_nothing():
     result = subprocess.run([sys.executable, '-c', 'import microgpt'], capture_output=True,
                             text=True, cwd=HERE, timeout=60, check=False)
@@ -1277,9 +1282,14 @@ def test_progress_through_a_pipe_is_the_plain_step_lines(tiny_file):
     assert all(re.fullmatch(r'step +\d+ /   30 \| loss \d\.\d{4}', line) for line in steps)
 
 
-def start(args, wait_for):
-    """Start microgpt.py, read its output up to the first line starting with wait_for."""
-    proc = subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], stdout=subprocess.PIPE,
+# The two ways to start the program: the script, and what the installed `microgpt` command calls.
+SCRIPT_RUN = [sys.executable, SCRIPT]
+COMMAND_RUN = [sys.executable, '-c', 'import sys, microgpt; sys.exit(microgpt.program())']
+
+
+def start(args, wait_for, how=SCRIPT_RUN):
+    """Start microgpt, read its output up to the first line starting with wait_for."""
+    proc = subprocess.Popen([*how, *map(str, args)], stdout=subprocess.PIPE, cwd=HERE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, 'PYTHONUNBUFFERED': '1'})
     seen = []
@@ -1361,8 +1371,10 @@ def test_sigterm_in_training_exits_143_with_a_loadable_checkpoint(tiny_file, tmp
     assert f'interrupted at step {len(step_lines(out))}' in err
 
 
-def test_ctrl_c_in_training_without_save_says_how_to_keep_the_model(tiny_file):
-    code, out, err = stop(*start(['--data', tiny_file, *LONG_RUN], 'step    2'), signal.SIGINT)
+@pytest.mark.parametrize('how', [SCRIPT_RUN, COMMAND_RUN], ids=['script', 'command'])
+def test_ctrl_c_in_training_without_save_says_how_to_keep_the_model(how, tiny_file):
+    proc, seen = start(['--data', tiny_file, *LONG_RUN], 'step    2', how)
+    code, out, err = stop(proc, seen, signal.SIGINT)
     assert code == 130 and 'Traceback' not in err and 'sample' not in out
     assert len(err.splitlines()) == 1 and f'interrupted at step {len(step_lines(out))}' in err
     assert '--save' in err  # how to keep the model next time
