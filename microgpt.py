@@ -1,236 +1,167 @@
 """microgpt: train a tiny GPT on a list of names and invent new ones, in pure Python.
 
-The whole algorithm in one dependency-free file, meant to be read top to bottom: the data and its
-tokenizer, a scalar autograd engine, a GPT-2-style transformer, the Adam optimizer, training and
-sampling. After them comes the plumbing: checkpoints and the command line.
-
-    python microgpt.py              # train on data/names.txt, then print 20 new names
-    python microgpt.py --help       # every setting
-
-It computes exactly what the classic 200-line microgpt computes: the same data, seed and
-settings print the same losses and the same samples. The few lines written a particular way only
-to keep its floats, bit for bit, say so in a short comment.
+Read it from the top. The lesson comes first: the data and its tokenizer, a scalar autograd
+engine, a GPT-2-style transformer, the Adam optimizer, training and sampling. The plumbing
+follows, with checkpoints and the command line. Run it with `python3 microgpt.py`. It computes
+what Karpathy's classic microgpt computes: the same data, seed and settings print the same step
+and sample lines. Its floats may differ in the last bit, as some sums run in another order.
 """
-import argparse
-import gc
-import hashlib
-import itertools
-import json
 import math
-import os
-import pathlib
 import random
-import signal
-import sys
-import time
-from functools import reduce
 from operator import add, mul, neg, sub, truediv
-from statistics import fmean
 
 
-# Data and tokenizer: the documents (here, names) and the token ids a model reads them as.
+# Data and tokenizer. A document is one line of text; here, each document is a name.
 def read_documents(path):
-    """The documents of a UTF-8 text file, one a line, shuffled. The shuffle is the first draw
-    from the random stream (the caller seeds it), so a given seed always gives the same order."""
-    with open(path, encoding='utf-8') as f:
+    """The non-blank lines of a UTF-8 text file, stripped of spaces, in a shuffled order."""
+    with open(path, encoding='utf-8-sig') as f:
         docs = [line.strip() for line in f if line.strip()]
     if not docs:
         raise ValueError(f'{path} has no documents: give a text file with one document a line')
-    random.shuffle(docs)
+    random.shuffle(docs)  # the first draw from the random stream, which the caller seeds
     return docs
 
 
 class Tokenizer:
-    """Characters to token ids and back. The id of a character is its place in the sorted
-    vocabulary; one more id, BOS (beginning of sequence), marks where a document starts and ends.
-    For the names, a to z are 0 to 25 and BOS is 26: encode("emma") is [26, 4, 12, 12, 0], and
-    training adds a closing 26 and learns each next id: e after BOS, m after e, ..., BOS after a."""
+    """Turns text into token ids and back. A character's id is its place in the sorted vocabulary.
+    One more id, BOS, marks where a document begins and ends. With the names, BOS is 26."""
 
     def __init__(self, text):
-        self.chars = sorted(set(text))  # the vocabulary: every character the text uses
+        self.chars = sorted(set(text))
         self.BOS, self.vocab_size = len(self.chars), len(self.chars) + 1
 
     def encode(self, text):
-        """BOS and the id of each character, with no closing BOS: text the model can continue."""
         return [self.BOS] + [self.chars.index(ch) for ch in text]
 
     def decode(self, tokens):
         return ''.join(self.chars[t] for t in tokens if t != self.BOS)
 
 
-# Autograd: numbers that remember how they were computed, so gradients can flow back through them.
-# Training repeats p.data -= lr * p.grad for every parameter p, where p.grad, its gradient, is
-# how much the loss (the model's error, a number computed from the parameters; see
-# cross_entropy) moves per unit of p: each step lowers the loss a little. For example,
-# with a, b = Value(2.0), Value(3.0) and loss = a * b + a, loss.backward() sets a.grad to
-# b + 1 = 4 and b.grad to a = 2. Each operation records its inputs (its children) and how much
-# it moves per unit of each (its local gradients); backward() chains those back from the loss.
+# Autograd. A Value is a number that remembers how it was computed, so gradients can flow back.
+def binary(forward, d_dx, d_dy):
+    """Value's two methods for an operator, made from its row: the result for plain numbers x and
+    y, and the derivatives d/dx and d/dy. The second method is for a number on the left: 2 - v."""
+    def method(self, other):
+        if isinstance(other, Value):
+            x, y = self.data, other.data
+            return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
+        if isinstance(other, (int, float)):  # a plain number is a constant, so it gets no gradient
+            return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
+        return NotImplemented  # so Python raises its usual TypeError
+
+    def reflected(self, other):
+        return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
+    return method, reflected
+
+
+def unary(forward, derivative):
+    """Value's method for a function of one value, made from the function and its derivative."""
+    return lambda self: Value(forward(self.data), (self,), (derivative(self.data),))
+
+
 class Value:
-    """A scalar in a computation graph: its data, its gradient (.grad), the children it was
-    computed from, and its local gradients: how much it moves per unit of each child. A value
-    made by an operator has children; a leaf (a parameter, or a number) has none."""
-    # __slots__: no attribute dict per value; a step makes thousands, so this saves memory and time.
-    __slots__ = ('children', 'data', 'grad', 'local_grads', 'serial')
-    # The serial is the creation order, which backward() sorts by: a value's children are always
-    # created before it.
-    _serials = itertools.count()
+    """A number in a computation graph. It keeps the children it was computed from, and its local
+    gradients, which say how much it moves per unit of each child. backward() fills in grad."""
+    __slots__ = ('children', 'data', 'grad', 'local_grads')  # a step makes thousands of values
 
     def __init__(self, data, children=(), local_grads=()):
-        self.data, self.grad, self.serial = data, 0.0, next(Value._serials)
-        self.children, self.local_grads = children, local_grads  # d(self)/d(child), per child
+        self.data, self.grad = data, 0.0
+        self.children, self.local_grads = children, local_grads
 
     def __repr__(self):
         return f'Value(data={self.data}, grad={self.grad})'
 
-    def backward(self):
-        """Add d(self)/d(value) to the .grad of every value this one depends on, by the chain rule.
-        Gradients add up, so they must start at 0: adam(), further down, zeroes them after use."""
-        nodes, new = set(), {self}
-        while new:  # a loop, as recursion would hit Python's depth limit on a long graph
-            nodes |= new
-            # The children of the values just found, except those seen before and the leaves: a
-            # leaf (a parameter) gets its .grad in the loop below, from the values that use it;
-            # it passes nothing on, so it needs no visit of its own.
-            new = {child for value in new for child in value.children if child.children} - nodes
-        self.grad = 1.0  # self moves 1 per unit of itself: where the chain starts
-        # Newest first: a value is created after its children, so every value that uses it is
-        # processed before it, and its gradient is complete before it is passed on.
-        for value in sorted(nodes, key=lambda value: value.serial, reverse=True):
-            grad = value.grad  # complete now: read once, not once per child
-            for child, local_grad in zip(value.children, value.local_grads):
-                # The chain rule: self moves grad per unit of value, and value moves local_grad
-                # per unit of child, so the product per unit of child. += because a child used
-                # by several values (or twice by one) collects from each use.
-                child.grad += local_grad * grad
+    # One row per operator. Each row gives the result for plain numbers x and y, then d/dx and d/dy.
+    __add__, __radd__ = binary(add, lambda x, y: 1, lambda x, y: 1)
+    __sub__, __rsub__ = binary(sub, lambda x, y: 1, lambda x, y: -1)
+    __mul__, __rmul__ = binary(mul, lambda x, y: y, lambda x, y: x)
+    __truediv__, __rtruediv__ = binary(truediv, lambda x, y: 1 / y, lambda x, y: -x / y**2)
+    __pow__, __rpow__ = binary(pow, lambda x, y: y * x**(y - 1), lambda x, y: x**y * math.log(x))
+    __neg__ = unary(neg, lambda x: -1)
+    log = unary(math.log, lambda x: 1 / x)
+    exp = unary(math.exp, math.exp)
 
-    # The operators make the graph that backward() walks. Written by hand, multiplication is
-    #     def __mul__(self, other):  # d(x * y)/dx is y, and d(x * y)/dy is x
-    #         return Value(self.data * other.data, (self, other), (other.data, self.data))
-    # and every operator has that shape: only the forward function and the two local gradients
-    # change. So each operator is one row of the table below, and _operator, an ordinary
-    # function called once per row while the class body runs, returns the methods the row
-    # assigns (CPython's fractions.py writes its operators this way).
-    def _operator(forward, d_dx, d_dy):
-        """One row of the table -> the method for `value op other` and its reflected twin."""
-        def method(self, other):  # tuples: a little lighter than lists, for one or two children
-            if isinstance(other, Value):
-                x, y = self.data, other.data
-                return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
-            if isinstance(other, (int, float)):  # a plain number is a constant: no gradient
-                return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
-            return NotImplemented  # so Python raises its usual TypeError for foreign operands
-
-        # `other op self` with other a number: 2 - v calls v.__rsub__(2), which returns
-        # method(Value(2), v), that is Value(2) - v. Wrapping the number lets one method serve
-        # both orders; the leaf's gradient goes unused. Training does this in sum() (which starts
-        # from 0) and in (1 / n) * sum: an extra leaf each.
-        def reflected(self, other):
-            return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
-        return method, reflected
-
-    def _function(forward, derivative):
-        """One row of the table for a function of one value -> its method."""
-        return lambda self: Value(forward(self.data), (self,), (derivative(self.data),))
-
-    # One row per operator: its forward function of the floats x and y, then d/dx and d/dy.
-    # (d/dy of x ** y, x**y * log(x), is computed whenever the power is, used or not, and log
-    # needs x > 0: so with b a Value, a ** b needs a positive a.data.)
-    __add__, __radd__ = _operator(add, lambda x, y: 1, lambda x, y: 1)
-    __sub__, __rsub__ = _operator(sub, lambda x, y: 1, lambda x, y: -1)
-    __mul__, __rmul__ = _operator(mul, lambda x, y: y, lambda x, y: x)
-    __truediv__, __rtruediv__ = _operator(truediv, lambda x, y: 1 / y, lambda x, y: -x / y**2)
-    __pow__, __rpow__ = _operator(pow, lambda x, y: y * x**(y - 1), lambda x, y: x**y * math.log(x))
-    __neg__ = _function(neg, lambda x: -1)
-    log = _function(math.log, lambda x: 1 / x)
-    exp = _function(math.exp, math.exp)  # e^x is its own derivative
-    # relu keeps positives and turns negatives into 0: a bend between the model's matrix
-    # products, without which two of them in a row could only compute what one could. Its own
-    # method, not a row: for a negative input it returns a bare Value(0.0), a leaf with no
-    # children, which gives the same gradients as a local gradient of 0. So backward() skips the
-    # values used only by relus that gave 0: about half the rows of each MLP's first layer.
-    def relu(self):
+    def relu(self):  # below 0 the result is the constant 0, so no gradient flows back through it
         return Value(self.data, (self,), (1.0,)) if self.data > 0 else Value(0.0)
 
+    def backward(self):
+        """Add d(self)/d(v) to v.grad for every value v that self depends on. Gradients add up, so a
+        second backward() doubles them. A topological sort first puts each value after its children,
+        by a depth-first search with a stack of its own (recursion would hit Python's limit)."""
+        order, visited, stack = [], set(), [(self, False)]
+        while stack:
+            value, children_done = stack.pop()
+            if children_done:
+                order.append(value)
+            elif value not in visited:
+                visited.add(value)
+                stack.append((value, True))
+                for child in value.children:
+                    if child.children and child not in visited:  # leaves pass nothing on
+                        stack.append((child, False))
+        self.grad = 1.0
+        for value in reversed(order):  # a value's gradient is complete before it is passed on
+            for child, local_grad in zip(value.children, value.local_grads):
+                child.grad += local_grad * value.grad  # the chain rule
 
-# Helpers: the few vector operations a transformer is made of. linear and cross_entropy make
-# nodes by hand: the numbers and gradients the operators above would give, in one node instead of
-# many, so the graph is far smaller.
+
+# Helpers, the vector operations of a transformer. A node can be any function whose local gradients
+# we know. So dot and cross_entropy are one node each, where the operators would make many.
 def matrix(nout, nin, init):
-    """A nout x nin matrix of parameters, each set by init(), row by row."""
     return [[Value(init()) for _ in range(nin)] for _ in range(nout)]
 
 
+def dot(a, b):
+    """The sum of ai * bi. Its local gradient for each ai is bi, and for each bi is ai."""
+    a_data = [ai.data for ai in a]
+    b_data = [bi.data for bi in b]
+    return Value(sum(map(mul, a_data, b_data)), [*a, *b], [*b_data, *a_data])
+
+
 def linear(x, w):
-    """w @ x, the matrix w times the vector x: for each row of w, the dot product
-    sum(wi * xi for wi, xi in zip(row, x)), made as one node instead of a chain of 2 * len(x)
-    nodes of * and +: a far smaller graph, the same number. d(row . x)/d(row[i]) is x[i] and
-    d(row . x)/d(x[i]) is row[i], so each side's local gradients are the other side's data."""
-    x_data = [xi.data for xi in x]  # read once for all the rows
-    rows_data = [[wi.data for wi in row] for row in w]
-    # Children: the row, then x (lists joined); local gradients crossed: x's data, then the row's.
-    # reduce adds left to right, as the chain of + nodes would; sum() of floats, from Python 3.12
-    # on, rounds more exactly, so its last bit could differ from the classic microgpt's.
-    return [Value(reduce(add, map(mul, row_data, x_data), 0.0), row + x, x_data + row_data)
-            for row, row_data in zip(w, rows_data)]
+    """The matrix w times the vector x: the dot product of each row of w with x."""
+    return [dot(row, x) for row in w]
 
 
 def softmax(logits):
-    """Probabilities from logits (raw scores, one per choice): exp makes each positive, and
-    dividing by the total makes them sum to 1. Subtracting the max first keeps exp from overflowing
-    (and changes nothing else: it divides every exp by the same e^max)."""
+    """Probabilities from logits, which are raw scores. exp makes each one positive, and dividing by
+    the total makes them sum to 1. Subtracting the largest first keeps exp from overflowing."""
     top = max(z.data for z in logits)
     exps = [(z - top).exp() for z in logits]
-    total = sum(exps)  # a sum of Values: a chain of + nodes, so each term gets its gradient
+    total = sum(exps)
     return [e / total for e in exps]
 
 
 def rmsnorm(x):
-    """Rescale x to unit root-mean-square, so the numbers flowing through the model keep one size
-    from layer to layer; the 1e-5 keeps a zero x from dividing by 0."""
-    # sum(xi * xi) as one node: linear() with x as its only row (each xi is a child twice)
-    scale = (linear(x, [x])[0] / len(x) + 1e-5) ** -0.5
+    """x scaled to a root mean square of 1, so that numbers keep their size through the layers."""
+    scale = (dot(x, x) / len(x) + 1e-5) ** -0.5
     return [xi * scale for xi in x]
 
 
 def cross_entropy(logits, target):
-    """-log(softmax(logits)[target]): low when the model gave the target a high probability.
-    The number -softmax(logits)[target].log() would give, made as one node instead of a softmax's
-    and a log's. The loss is log(sum_j e^z_j) - z_target; the derivative of the first term for
-    logit i is e^z_i / sum_j e^z_j, the probability the model gave i, and of the second, 1 for
-    the target only. So the gradient is the probability of i, minus 1 for the right answer.
-    For logits [1, 2, 0] and target 1: probabilities [0.24, 0.67, 0.09], loss -ln 0.67 = 0.41,
-    gradients [0.24, -0.33, 0.09]: the right logit goes up, the others down."""
+    """The loss -log(softmax(logits)[target]), which is low when the target was likely. Its local
+    gradient for logit i is the probability that softmax gives i, minus 1 for the target."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
-    total = reduce(add, exps, 0.0)
+    total = math.fsum(exps)
     grads = [e / total - (i == target) for i, e in enumerate(exps)]
-    # the loss above with top taken out of every z: log(sum_j e^z_j) = log(total) + top
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
-# The model: a GPT-2-style transformer that reads one token at a time and predicts the next.
-# A layer has six matrices, for attention and the MLP (both explained where they run, in
-# __call__); their shapes, rows x columns in units of n_embd, the width of the model:
+# The model, a GPT-2-style transformer. It reads one token at a time and predicts the next one.
+# The matrices of a layer, with their rows and columns in units of n_embd, the model's width.
 LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
 
 class GPT:
-    """A character-level GPT: its sizes, tokenizer and parameters. Calling it runs one position:
-    token and position embeddings -> rmsnorm -> per layer, attention and the MLP, each added onto
-    x -> lm_head -> a logit per token. One position at a time, as sampling must; in training, the
-    positions of a document join into one graph through the key/value cache."""
-
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
-                 init=lambda: random.gauss(0, 0.08)):  # small: near-equal first guesses
+                 init=lambda: random.gauss(0, 0.08)):  # the reference's sizes and initial spread
         if min(n_layer, n_embd, n_head, block_size) < 1 or n_embd % n_head:
             raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
-        # Created in the classic microgpt's order, which decides the random draw each parameter
-        # gets. GPT-2's names: an embedding, a learned row of n_embd numbers (channels), per token
-        # (wte) and per position (wpe, up to block_size, the longest context); training moves
-        # tokens that behave alike to rows alike. Then the output layer (lm_head, a logit per
-        # token), then each layer's matrices.
+        # An embedding is a learned row of n_embd numbers, for a token (wte) or a position (wpe).
+        # The parameters are made in the reference's order, which decides their random draws.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
@@ -240,136 +171,96 @@ class GPT:
         self.params = [p for mat in mats for row in mat for p in row]
 
     def empty_cache(self):
-        """Per layer, the keys and the values of the positions read so far: none yet."""
-        return [([], []) for _ in self.layers]
+        """For each layer, the keys and values of the positions read so far, and the attention
+        weights that each head gave them. The cache starts empty."""
+        return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
-        """The logits for the token after `token` at position `pos`: a raw score per token, which
-        softmax turns into probabilities. The cache holds, per layer, the keys and the values of
-        the positions read so far (at first model.empty_cache()); the call adds
-        this position's. Sizes, with the defaults: x, query, key and value are 16 numbers (n_embd),
-        split into 4 heads of 4 (head_dim); at position 3, each head has 4 scores and weights,
-        one per cached position 0 to 3; the heads' outputs join back into 16; the MLP widens to 64;
-        the logits are 27, one per token."""
-        # What the token is plus where it is, normalised once: x is the residual stream, the running
-        # sum each layer adds onto. Inside a layer the stream waits in `residual` while x names
-        # its normalised copy, which feeds only that layer's branch.
+        """The logits after `token` at position `pos`: a score for each token that may come next."""
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
-        for layer, (cached_keys, cached_values) in zip(self.layers, cache):
-            # Attention: each position gathers from the positions so far. Its query (from wq)
-            # says what it is looking for, each position's key (wk) what it can be found by, and
-            # its value (wv) what it hands over once found. A query's dot product with a key scores
-            # the match; the softmax of the scores weighs the values, and their weighted sum is
-            # what this position takes.
-            # The residual (x, added back afterwards) means a block only learns a correction to x,
-            # and the gradient reaches earlier layers through the + unchanged (its local gradient
-            # is 1), however many layers there are.
-            residual, x = x, rmsnorm(x)
-            query = linear(x, layer['wq'])  # n_embd numbers, like the key and the value
-            cached_keys.append(linear(x, layer['wk']))
-            cached_values.append(linear(x, layer['wv']))
-            # The cache holds only the positions up to this one, so nothing can look ahead (models
-            # that run all positions at once need a "causal mask" for that). Each head works on
-            # its own slice of the channels, so each can learn to look for something else (the
-            # previous letter, say, or whether a vowel came before).
-            heads = []  # the heads' outputs, side by side: n_embd numbers again
-            for start in range(0, self.n_embd, self.head_dim):
-                head = slice(start, start + self.head_dim)
-                # The spread of a dot product of head_dim random unit-size terms grows like
-                # sqrt(head_dim); dividing keeps scores near unit size, so the softmax does not
-                # put nearly all its weight on one position (where its gradient is nearly 0).
-                scores = linear(query[head], [k[head] for k in cached_keys])  # a row per key
-                weights = softmax([s / self.head_dim**0.5 for s in scores])  # they sum to 1
-                # Output channel j is sum(w * v[j] for w, v in zip(weights, cached_values)): the
-                # weights' dot product with column j of the cached values, so linear() with the
-                # columns as its rows.
-                columns = [[v[j] for v in cached_values] for j in range(start, head.stop)]
-                heads += linear(weights, columns)
-            # wo mixes the heads' outputs back together; then the residual is added back
-            x = [a + b for a, b in zip(linear(heads, layer['wo']), residual)]
-            # The MLP (multi-layer perceptron): attention gathered from the other positions; now
-            # each position computes on what it gathered, widened 4x (fc1), bent by relu and
-            # narrowed back (fc2).
-            residual, x = x, rmsnorm(x)
-            hidden = [z.relu() for z in linear(x, layer['fc1'])]
-            x = [a + b for a, b in zip(linear(hidden, layer['fc2']), residual)]
+        for layer, layer_cache in zip(self.layers, cache):
+            # Each block adds to x, the residual stream, rather than replacing it.
+            x = [a + b for a, b in zip(x, self.attention(rmsnorm(x), layer, *layer_cache))]
+            # The MLP computes on what attention gathered, in a layer 4 times as wide, bent by relu.
+            hidden = [z.relu() for z in linear(rmsnorm(x), layer['fc1'])]
+            x = [a + b for a, b in zip(x, linear(hidden, layer['fc2']))]
         return linear(x, self.lm_head)
 
+    def attention(self, x, layer, keys, values, seen):
+        """What this position gathers from the positions so far. Its query is matched against each
+        one's key, and it takes in each one's value in proportion to how well they match."""
+        query = linear(x, layer['wq'])
+        keys.append(linear(x, layer['wk']))
+        values.append(linear(x, layer['wv']))
+        heads = []  # later positions are not in the cache yet, so none is seen (a causal mask)
+        for start in range(0, self.n_embd, self.head_dim):  # each head has its own channels
+            head = slice(start, start + self.head_dim)
+            # scaled, so that the softmax does not put all its weight on one position
+            scores = [dot(query[head], key[head]) / self.head_dim**0.5 for key in keys]
+            weights = softmax(scores)
+            seen.append(weights)
+            for j in range(start, start + self.head_dim):
+                heads.append(dot(weights, [value[j] for value in values]))
+        return linear(heads, layer['wo'])  # wo mixes what the heads found
 
-# Adam: step each parameter against its gradient, scaled by running averages of the gradients.
-# Plain p -= lr * grad would move parameters with large gradients far and the rest hardly at all,
-# and follow each step's noise (a step sees one document). Gradients differ by orders of magnitude
-# from parameter to parameter, so no one lr suits them all: Adam averages each gradient over
-# recent steps and gives every parameter a step of about the same size.
-def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):  # tuned
-    """One Adam update of every parameter, then its gradient zeroed for the next backward().
-    The learning rate decays linearly toward 0: large steps early, fine adjustments at the end.
-    eps keeps a parameter whose gradients have all been 0 (so v is 0) from dividing by 0."""
-    lr_t = lr * (1 - step / num_steps)
-    # m and v are running means of each gradient and squared gradient, remembering about
-    # 1 / (1 - beta) steps. They start at 0, so early on they are too small (after the first step,
-    # m is 0.15 * grad), and dividing by these corrections (1 - 0.85 = 0.15) undoes that.
+
+# Adam. Each parameter moves against a running mean of its gradient (m), divided by the root of a
+# running mean of its square (v). So every step is about lr, whatever the size of the gradient.
+def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
+    """One update with the reference's settings; then each gradient is set back to 0."""
+    lr_t = lr * (1 - step / num_steps)  # the learning rate decays linearly to 0
+    # m and v start at 0, so they are too small at first. Dividing by these undoes that.
     m_correction, v_correction = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
     for i, p in enumerate(params):
         m[i] = beta1 * m[i] + (1 - beta1) * p.grad
         v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
-        # m / sqrt(v): a gradient that is always g gives m = g and sqrt(v) = |g|, a step of lr_t
-        # against it, however large or small g is
         p.data -= lr_t * (m[i] / m_correction) / ((v[i] / v_correction) ** 0.5 + eps)
         p.grad = 0.0
 
 
-# Training: one document per step, predicting each next character from the ones before it.
-# A loss of ln(27) = 3.30 is a uniform guess among the 27 tokens of the names (26 letters and
-# BOS); 2.3 is as unsure as a fair choice among e^2.3 = 10 of them.
+# Training: one document a step, predicting each next character from the ones before it. A loss
+# of ln 27 = 3.30 is a uniform guess among the 27 tokens of the names.
 def document_loss(model, doc):
-    """Mean cross-entropy of predicting each next token of BOS, the document, BOS. It is one
-    graph: through the cache, every position's loss reaches back into the earlier positions."""
-    tokens = model.tokenizer.encode(doc) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)  # a longer document is cut: block_size positions
+    """The mean loss of predicting each next token of BOS, doc, BOS: one graph, via the cache."""
+    tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
+    n = min(model.block_size, len(tokens) - 1)
     cache = model.empty_cache()
-    # In order: each position adds its key and value to the cache the later ones attend to.
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
-    return (1 / n) * sum(losses)  # (1 / n) * rather than / n: for the floats
+    return sum(losses) / n
 
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
-    """A generator: each next() trains one step, from step `start`, and yields (step, loss), so
-    the caller can print and save between steps. start and moments (Adam's running averages m and
-    v, updated in place) continue a run; a new run starts at 0."""
+    """Gradient descent from step `start`, yielding (step, loss) after each step. The moments are
+    Adam's m and v, which a resumed run passes in."""
+    if start < num_steps and not docs:
+        raise ValueError('no documents to train on')
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
-    # Gradient descent: the forward pass builds a new graph, backward() fills every parameter's
-    # .grad, adam() moves the parameters against it and zeroes it. The graph is then dropped; the
-    # parameters, its leaves, carry over to the next step.
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
-        if not math.isfinite(loss.data):  # diverged: stop before the update spoils the model
+        if not math.isfinite(loss.data):  # training diverged, so stop before the update
             raise FloatingPointError(f'step {step + 1}: the loss is {loss.data} with lr {lr}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
 
 
-# Sampling: generate new text one character at a time, feeding each back in.
+# Sampling: new text, one token at a time, each drawn from the model's probabilities. No
+# backward() follows, so the graph that each step builds is simply dropped.
 def sample(model, temperature=0.5, prompt='', top_k=0):
-    """A document that starts with prompt, drawn a token at a time until BOS or the block ends.
-    Temperature below 1 sharpens the probabilities (dividing the logits widens their gaps);
-    top_k > 0 keeps only the k likeliest tokens (and any that tie with the k-th). The prompt must
-    be shorter than the block."""
-    cache = model.empty_cache()
+    """Text that starts with prompt, until BOS or the end of the block. A temperature below 1
+    favours likely tokens. With top_k above 0, only the k likeliest tokens can be drawn."""
+    if not (0 < temperature < math.inf and top_k >= 0 and len(prompt) < model.block_size):
+        raise ValueError(f'need temperature > 0, top_k >= 0, prompt < {model.block_size} chars')
     tokens = model.tokenizer.encode(prompt)
-    # Every prompt token but the last only fills the cache; the loop below feeds the last one
-    # (its logits are what the first new token is drawn from), then each token it draws. With
-    # prompt "em", tokens is [BOS, e, m]: BOS and e fill positions 0 and 1, the loop starts at 2.
-    for pos, token in enumerate(tokens[:-1]):
-        model(token, pos, cache)
-    for pos in range(len(tokens) - 1, model.block_size):
-        logits = model(tokens[-1], pos, cache)
+    cache = model.empty_cache()
+    for pos in range(model.block_size):
+        logits = model(tokens[pos], pos, cache)
+        if pos < len(tokens) - 1:
+            continue  # still in the prompt, so the next token is already known
         probs = [p.data for p in softmax([z / temperature for z in logits])]
-        # floor: the k-th highest probability; lower ones are dropped (top_k 0 drops none). For
-        # [0.5, 0.3, 0.2] and top_k 2, floor is 0.3 and the weights are [0.5, 0.3, 0.0].
-        floor = sorted(probs, reverse=True)[:top_k][-1] if top_k else 0.0
-        probs = [p if p >= floor else 0.0 for p in probs]
+        if top_k:
+            kth = sorted(probs, reverse=True)[min(top_k, len(probs)) - 1]
+            probs = [p if p >= kth else 0.0 for p in probs]
         tokens.append(random.choices(range(model.tokenizer.vocab_size), weights=probs)[0])
         if tokens[-1] == model.tokenizer.BOS:
             break
@@ -377,6 +268,17 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
 
 
 # The lesson ends here; the rest is plumbing: checkpoints and the command line.
+import argparse
+import gc
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import sys
+import time
+from statistics import fmean
+
 SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
 SAVE_EVERY = 100  # steps between checkpoints while training: a kill loses at most these
 # Held out: documents that training never reached (it reads them in order, one a step), scored

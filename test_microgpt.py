@@ -25,6 +25,7 @@ from microgpt import (
     adam,
     cross_entropy,
     document_loss,
+    dot,
     explain,
     linear,
     load,
@@ -298,6 +299,12 @@ def test_read_documents_lets_a_missing_file_raise_os_error(tmp_path):
         read_documents(str(tmp_path / 'nothing.txt'))
 
 
+def test_read_documents_drops_a_byte_order_mark(tmp_path):
+    path = tmp_path / 'bom.txt'
+    path.write_bytes('\ufeffemma\nava\n'.encode('utf-8'))
+    assert sorted(read_documents(str(path))) == ['ava', 'emma']  # no '\ufeff' in the vocabulary
+
+
 def test_tokenizer_ids_are_the_sorted_characters_then_bos():
     tok = Tokenizer('banana\ncab')
     assert tok.chars == ['\n', 'a', 'b', 'c', 'n']
@@ -314,19 +321,37 @@ def test_tokenizer_refuses_unknown_characters_naming_them():
 
 # --- Helpers ----------------------------------------------------------------------------------
 
-def test_fused_dot_has_the_same_floats_as_a_chain_of_nodes_and_the_right_gradients():
+def test_dot_is_one_node_whose_local_gradients_are_the_other_sides_data():
     rng = random.Random(0)
     ws = [Value(rng.uniform(-1, 1)) for _ in range(37)]
     xs = [Value(rng.uniform(-1, 1)) for _ in range(37)]
     chain = 0
     for w, x in zip(ws, xs):
-        chain = chain + w * x
-    fused = linear(xs, [ws])[0]  # a dot product: one row of a linear layer
-    assert fused.data == chain.data  # bit for bit
-    assert len(fused.children) == 74  # one node, where the chain built 2 * 37
+        chain = chain + w * x  # the reference's chain of * and + nodes
+    fused = dot(ws, xs)
+    # sum() adds left to right up to Python 3.11 and on PyPy 3.9 (the same floats as the chain);
+    # from 3.12 it rounds more exactly, so the last bit may differ.
+    assert fused.data == pytest.approx(chain.data, rel=1e-15, abs=1e-15)
+    assert fused.children == [*ws, *xs]  # one node, where the chain built 2 * 37
     fused.backward()
     assert [w.grad for w in ws] == [x.data for x in xs]
     assert [x.grad for x in xs] == [w.data for w in ws]
+
+
+def test_backward_follows_a_topological_order_on_a_diamond():
+    # d reaches a both directly and through b and c, by paths of different lengths: a value's
+    # gradient must be complete before it is passed on, or a.grad would miss a contribution.
+    a = Value(2.0)
+    b = a * 3.0
+    c = b + a
+    d = b * c + a
+
+    def floats(x):
+        y = x * 3.0
+        return (y + x) * y + x
+    d.backward()
+    assert d.data == floats(2.0) == 50.0  # d = (3a + a) * 3a + a = 12a^2 + a
+    assert a.grad == 24 * 2.0 + 1 == pytest.approx(numeric_grads(floats, [2.0])[0], rel=1e-9)
 
 
 def test_linear_is_one_dot_per_row():
@@ -416,7 +441,7 @@ def test_model_runs_at_any_size(n_layer, n_embd, n_head, block_size):
     for pos in range(block_size):
         logits = model(model.tokenizer.BOS if pos == 0 else 1, pos, cache)
         assert len(logits) == model.tokenizer.vocab_size == 4
-    assert all(len(keys) == len(values) == block_size for keys, values in cache)
+    assert all(len(keys) == len(values) == block_size for keys, values, _ in cache)
     assert len(cache) == n_layer
 
 
@@ -468,6 +493,31 @@ def test_train_refuses_a_step_whose_loss_is_not_finite():
     assert f'step {len(losses) + 1}:' in str(raised.value) and '1e+300' in str(raised.value)
     assert [p.data for p in model.params] == after_last_step  # the refused step changed nothing
     assert not math.isfinite(document_loss(model, docs[len(losses)]).data)  # the refused step
+
+
+@pytest.mark.parametrize('kwargs, expected', [
+    ({'temperature': 0}, 'temperature'), ({'temperature': -1.0}, 'temperature'),
+    ({'temperature': math.inf}, 'temperature'), ({'temperature': math.nan}, 'temperature'),
+    ({'top_k': -1}, 'top_k'), ({'prompt': 'abab'}, 'prompt')])
+def test_sample_refuses_arguments_that_make_no_sense_with_a_value_error(kwargs, expected):
+    model = GPT(Tokenizer('ab'), n_embd=4, n_head=1, block_size=4)
+    with pytest.raises(ValueError, match=expected):
+        sample(model, **kwargs)
+
+
+def test_train_refuses_an_empty_list_of_documents_with_a_value_error():
+    model = GPT(Tokenizer('ab'), n_embd=4, n_head=1, block_size=4)
+    with pytest.raises(ValueError, match='no documents'):
+        next(train(model, [], 3))
+    assert list(train(model, [], 0)) == []  # nothing to train: nothing needed
+
+
+def test_a_document_longer_than_the_block_is_cut_before_it_is_encoded():
+    random.seed(1)
+    model = GPT(Tokenizer('ab'), n_embd=4, n_head=1, block_size=4)
+    # 'Z' is not in the vocabulary, but it lies past the block: only 'abab' is read, as the
+    # reference reads it. A 20 MB line costs no more than its first block.
+    assert document_loss(model, 'ababZZZ' * 1000).data == document_loss(model, 'abab').data
 
 
 def test_samples_stay_within_the_vocabulary_and_the_block():
