@@ -14,7 +14,7 @@ from operator import add, mul, neg, sub, truediv
 # Data and tokenizer. A document is one line of text; here, each document is a name.
 def read_documents(path):
     """The non-blank lines of a UTF-8 text file, stripped of spaces, in a shuffled order."""
-    with open(path, encoding='utf-8-sig') as f:
+    with open(path, encoding='utf-8-sig') as f:  # -sig: a byte-order mark is not text
         docs = [line.strip() for line in f if line.strip()]
     if not docs:
         raise ValueError(f'{path} has no documents: give a text file with one document a line')
@@ -24,7 +24,7 @@ def read_documents(path):
 
 class Tokenizer:
     """Turns text into token ids and back. A character's id is its place in the sorted vocabulary.
-    One more id, BOS, marks where a document begins and ends. With the names, BOS is 26."""
+    One more id, BOS, marks the start of a document (and, in training, its end)."""
 
     def __init__(self, text):
         self.chars = sorted(set(text))
@@ -39,18 +39,20 @@ class Tokenizer:
 
 # Autograd. A Value is a number that remembers how it was computed, so gradients can flow back.
 def binary(forward, d_dx, d_dy):
-    """Value's two methods for an operator, made from its row: the result for plain numbers x and
-    y, and the derivatives d/dx and d/dy. The second method is for a number on the left: 2 - v."""
+    """Value's two methods for an operator, given its result for plain numbers x and y and its
+    derivatives d/dx and d/dy (a row of the table in Value). The second serves 2 - v, say."""
     def method(self, other):
         if isinstance(other, Value):
             x, y = self.data, other.data
             return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
-        if isinstance(other, (int, float)):  # a plain number is a constant, so it gets no gradient
+        if isinstance(other, (int, float)):  # a plain number is a constant: not a child
             return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
         return NotImplemented  # so Python raises its usual TypeError
 
-    def reflected(self, other):
-        return method(Value(other), self) if isinstance(other, (int, float)) else NotImplemented
+    def reflected(self, other):  # Python runs 2 - v as v.__rsub__(2): other is x, self is y
+        if isinstance(other, (int, float)):
+            return Value(forward(other, self.data), (self,), (d_dy(other, self.data),))
+        return NotImplemented
     return method, reflected
 
 
@@ -60,16 +62,13 @@ def unary(forward, derivative):
 
 
 class Value:
-    """A number in a computation graph. It keeps the children it was computed from, and its local
-    gradients, which say how much it moves per unit of each child. backward() fills in grad."""
+    """A number, and a node in the computation graph. It keeps the children it was computed from,
+    and its local gradients: how much it moves per unit of each child. backward() sets grad."""
     __slots__ = ('children', 'data', 'grad', 'local_grads')  # a step makes thousands of values
 
     def __init__(self, data, children=(), local_grads=()):
         self.data, self.grad = data, 0.0
         self.children, self.local_grads = children, local_grads
-
-    def __repr__(self):
-        return f'Value(data={self.data}, grad={self.grad})'
 
     # One row per operator. Each row gives the result for plain numbers x and y, then d/dx and d/dy.
     __add__, __radd__ = binary(add, lambda x, y: 1, lambda x, y: 1)
@@ -85,13 +84,13 @@ class Value:
         return Value(self.data, (self,), (1.0,)) if self.data > 0 else Value(0.0)
 
     def backward(self):
-        """Add d(self)/d(v) to v.grad for every value v that self depends on. Gradients add up, so a
-        second backward() doubles them. A topological sort first puts each value after its children,
-        by a depth-first search with a stack of its own (recursion would hit Python's limit)."""
+        """Add d(self)/d(v) to v.grad for every value v that self depends on. As it adds, each grad
+        must start at 0: adam() sets them back. A topological sort first puts each value after its
+        children: a depth-first search with its own stack, as recursion would hit Python's limit."""
         order, visited, stack = [], set(), [(self, False)]
         while stack:
-            value, children_done = stack.pop()
-            if children_done:
+            value, expanded = stack.pop()
+            if expanded:
                 order.append(value)
             elif value not in visited:
                 visited.add(value)
@@ -106,7 +105,7 @@ class Value:
 
 
 # Helpers, the vector operations of a transformer. A node can be any function whose local gradients
-# we know. So dot and cross_entropy are one node each, where the operators would make many.
+# we know, so dot and cross_entropy are one node each, where the operators would make many.
 def matrix(nout, nin, init):
     return [[Value(init()) for _ in range(nin)] for _ in range(nout)]
 
@@ -133,7 +132,8 @@ def softmax(logits):
 
 
 def rmsnorm(x):
-    """x scaled to a root mean square of 1, so that numbers keep their size through the layers."""
+    """x scaled to a root mean square of 1 (the 1e-5 avoids dividing by 0), so that the numbers
+    keep their size through the layers."""
     scale = (dot(x, x) / len(x) + 1e-5) ** -0.5
     return [xi * scale for xi in x]
 
@@ -143,25 +143,25 @@ def cross_entropy(logits, target):
     gradient for logit i is the probability that softmax gives i, minus 1 for the target."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
-    total = math.fsum(exps)
+    total = sum(exps)
     grads = [e / total - (i == target) for i, e in enumerate(exps)]
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
 # The model, a GPT-2-style transformer. It reads one token at a time and predicts the next one.
-# The matrices of a layer, with their rows and columns in units of n_embd, the model's width.
+# A layer's matrices, as (rows, columns) in multiples of the width n_embd: fc1 is 4 n_embd x n_embd.
 LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
 
 class GPT:
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
-                 init=lambda: random.gauss(0, 0.08)):  # the reference's sizes and initial spread
+                 init=lambda: random.gauss(0, 0.08)):  # the classic microgpt's sizes and spread
         if min(n_layer, n_embd, n_head, block_size) < 1 or n_embd % n_head:
             raise ValueError('model sizes must be at least 1, and n_head must divide n_embd')
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
         # An embedding is a learned row of n_embd numbers, for a token (wte) or a position (wpe).
-        # The parameters are made in the reference's order, which decides their random draws.
+        # lm_head turns the final x into a logit per token. The order is the classic microgpt's.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
@@ -172,7 +172,7 @@ class GPT:
 
     def empty_cache(self):
         """For each layer, the keys and values of the positions read so far, and the attention
-        weights that each head gave them. The cache starts empty."""
+        weights each head gave them (for --explain, which prints them). It starts empty."""
         return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
@@ -181,7 +181,7 @@ class GPT:
         for layer, layer_cache in zip(self.layers, cache):
             # Each block adds to x, the residual stream, rather than replacing it.
             x = [a + b for a, b in zip(x, self.attention(rmsnorm(x), layer, *layer_cache))]
-            # The MLP computes on what attention gathered, in a layer 4 times as wide, bent by relu.
+            # The MLP (multi-layer perceptron) computes on what attention gathered, 4 times as wide.
             hidden = [z.relu() for z in linear(rmsnorm(x), layer['fc1'])]
             x = [a + b for a, b in zip(x, linear(hidden, layer['fc2']))]
         return linear(x, self.lm_head)
@@ -190,24 +190,24 @@ class GPT:
         """What this position gathers from the positions so far. Its query is matched against each
         one's key, and it takes in each one's value in proportion to how well they match."""
         query = linear(x, layer['wq'])
-        keys.append(linear(x, layer['wk']))
-        values.append(linear(x, layer['wv']))
-        heads = []  # later positions are not in the cache yet, so none is seen (a causal mask)
+        keys.append(linear(x, layer['wk']))  # later positions are not in the cache yet, so
+        values.append(linear(x, layer['wv']))  # none of them can be looked at (a causal mask)
+        out = []  # the outputs of all heads, side by side
         for start in range(0, self.n_embd, self.head_dim):  # each head has its own channels
             head = slice(start, start + self.head_dim)
             # scaled, so that the softmax does not put all its weight on one position
             scores = [dot(query[head], key[head]) / self.head_dim**0.5 for key in keys]
             weights = softmax(scores)
             seen.append(weights)
-            for j in range(start, start + self.head_dim):
-                heads.append(dot(weights, [value[j] for value in values]))
-        return linear(heads, layer['wo'])  # wo mixes what the heads found
+            for j in range(start, start + self.head_dim):  # a weighted sum of the values
+                out.append(dot(weights, [value[j] for value in values]))
+        return linear(out, layer['wo'])  # wo mixes what the heads found
 
 
-# Adam. Each parameter moves against a running mean of its gradient (m), divided by the root of a
-# running mean of its square (v). So every step is about lr, whatever the size of the gradient.
+# Adam. Plain gradient descent would do p.data -= lr * p.grad. Adam divides a running mean of the
+# gradient (m) by the root of one of its square (v), so every step is about lr in size.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
-    """One update with the reference's settings; then each gradient is set back to 0."""
+    """One update, with the classic microgpt's settings; then each gradient is set back to 0."""
     lr_t = lr * (1 - step / num_steps)  # the learning rate decays linearly to 0
     # m and v start at 0, so they are too small at first. Dividing by these undoes that.
     m_correction, v_correction = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
@@ -221,24 +221,25 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 # Training: one document a step, predicting each next character from the ones before it. A loss
 # of ln 27 = 3.30 is a uniform guess among the 27 tokens of the names.
 def document_loss(model, doc):
-    """The mean loss of predicting each next token of BOS, doc, BOS: one graph, via the cache."""
+    """The mean loss of predicting each next token of BOS, doc, BOS. The cache keeps each position's
+    keys and values in the graph, so a later position's loss also trains the earlier ones."""
     tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)
+    n = min(model.block_size, len(tokens) - 1)  # a document longer than the block is cut
     cache = model.empty_cache()
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
     return sum(losses) / n
 
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
-    """Gradient descent from step `start`, yielding (step, loss) after each step. The moments are
-    Adam's m and v, which a resumed run passes in."""
+    """Train from step `start`, yielding (step, loss) after each step. moments are Adam's m and v,
+    which a resumed run passes in."""
     if start < num_steps and not docs:
         raise ValueError('no documents to train on')
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
     for step in range(start, num_steps):
         loss = document_loss(model, docs[step % len(docs)])
         if not math.isfinite(loss.data):  # training diverged, so stop before the update
-            raise FloatingPointError(f'step {step + 1}: the loss is {loss.data} with lr {lr}')
+            raise FloatingPointError(f'the loss is {loss.data}')
         loss.backward()
         adam(model.params, m, v, step, num_steps, lr)
         yield step, loss.data
@@ -273,55 +274,105 @@ import gc
 import hashlib
 import json
 import os
-import pathlib
 import signal
 import sys
+import tempfile
 import time
 from statistics import fmean
 
 SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
-SAVE_EVERY = 100  # steps between checkpoints while training: a kill loses at most these
-# Held out: documents that training never reached (it reads them in order, one a step), scored
-# after training to see whether the model generalizes; 50 cost about 2% of the default run.
-HELD_OUT = 50
-# The signals caught (SIGINT for Ctrl-C, SIGTERM for a kill), by the handlers program() sets:
-# once this list has one, training stops after the step in progress, sampling too.
-STOP = []
+SETTINGS = ('seed', 'steps', 'lr', 'samples', 'temperature', 'top_k', 'prompt')  # and a run
+SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # the ones a resumed run may change
+SAVE_EVERY = 100  # steps between checkpoints: a kill loses at most these
+HELD_OUT = 50  # documents never trained on, scored after training: does the model generalize?
+# Ctrl-C (SIGINT) and SIGTERM, once program() catches them. In training, the first one lets the
+# step finish, so that the run can be saved; anywhere else, or a second time, it stops at once.
+STOP = {'signals': [], 'training': False}
+FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
+    'data': (str, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt'),
+             'UTF-8 text, one document a line'),
+    'seed': (int, 42, 'random seed'), 'steps': (int, 1000, 'training steps'),
+    'lr': (float, 0.01, 'learning rate, above 0'), 'samples': (int, 20, 'samples to print'),
+    'temperature': (float, 0.5, 'sampling temperature above 0: lower is safer'),
+    'top_k': (int, 0, 'sample only among the k likeliest tokens (0: all)'),
+    'prompt': (str, '', 'text every sample starts with'),
+    'explain': (str, '', 'show what the model predicts after each character of this text'),
+    'n_layer': (int, 1, 'transformer layers'), 'n_embd': (int, 16, 'embedding width'),
+    'n_head': (int, 4, 'attention heads'), 'block_size': (int, 16, 'context length'),
+    'save': (str, '', f'keep the model and the run here, every {SAVE_EVERY} steps and at the end'),
+    'load': (str, '', 'start from the model in this checkpoint'),
+    'resume': (str, '', 'continue the run saved in this checkpoint')}
+
+
+def finite(numbers, count):
+    return len(numbers) == count and all(math.isfinite(number) for number in numbers)
+
+
+# A run is its SETTINGS, checked as the flags are, and its state: a test of each field of the
+# state, given the run and its model's number of parameters n.
+STATE = {'losses': lambda x, run, n: finite(x, len(x)) and len(x) <= run['steps'],
+         'm': lambda x, run, n: finite(x, n), 'v': lambda x, run, n: finite(x, n) and min(x) >= 0,
+         'data': lambda x, run, n: type(x) is str, 'sha256': lambda x, run, n: type(x) is str,
+         'pretrained': lambda x, run, n: type(x) is bool,  # and random.setstate() takes random:
+         'random': lambda x, run, n: random.Random().setstate((x[0], tuple(x[1]), x[2])) is None}
 
 
 def save(model, path, run):
-    """Write a JSON checkpoint atomically: a crash mid-write never leaves a broken file at path.
-    run is what it takes to continue the run (made by prepare): seed, steps planned, lr, the
-    losses so far, Adam's m and v, the data's path and SHA-256, and whether it began from --load."""
-    if not all(math.isfinite(p.data) for p in model.params):
+    """Write the model and the run to path as JSON, atomically: into a new file beside it, flushed
+    to disk, then renamed over it. Never over the data, nor over what is not a regular file."""
+    data = run['data']
+    if os.path.exists(path) and (not os.path.isfile(path) or data and os.path.samefile(path, data)):
+        raise ValueError(f'--save {path} is the data or not a regular file: give another path')
+    if not finite([p.data for p in model.params], len(model.params)):
         raise FloatingPointError(f'the model is no longer finite, so {path} was kept as it was')
-    with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
-        # The random stream's state goes in too, so a resumed run draws what this one would have.
-        json.dump({'format': 'microgpt', 'version': 2, 'vocab': ''.join(model.tokenizer.chars),
-                   'config': {k: getattr(model, k) for k in SIZES},
-                   'params': [p.data for p in model.params],  # repr floats read back exactly
-                   'run': {**run, 'random': random.getstate()}}, f)
-        f.flush()
-        os.fsync(f.fileno())  # on the disk before it replaces the previous checkpoint
-    os.replace(f'{path}.tmp', path)
+    ckpt = {'format': 'microgpt', 'version': 3, 'vocab': ''.join(model.tokenizer.chars),
+            'config': {size: getattr(model, size) for size in SIZES},
+            'params': [p.data for p in model.params], 'run': {**run, 'random': random.getstate()}}
+    fd, temporary = tempfile.mkstemp(suffix='.tmp', dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            json.dump(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())  # on the disk before it replaces the previous checkpoint
+        os.replace(temporary, path)
+    except BaseException:
+        os.remove(temporary)
+        raise
 
 
 def load(path):
-    """The model and the run of a checkpoint written by save(); version 1 held no run: None."""
+    """The model and the run that save() wrote to path. Anything else raises a ValueError that
+    names the field that is wrong."""
+    field = 'text'  # the field being checked, named if it is wrong
     try:
-        ckpt = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
-        if ckpt['format'] != 'microgpt' or ckpt['version'] not in (1, 2):
-            raise ValueError('its format is not microgpt version 1 or 2')
-        # init hands out the saved numbers instead of random draws, in the order GPT() creates
-        # the parameters: the order they were saved in (too few: StopIteration, caught below;
-        # float() turns an entry that is not a number into a ValueError or TypeError)
+        with open(path, encoding='utf-8') as f:
+            ckpt = json.load(f)
+        field = 'format'
+        if ckpt['format'] != 'microgpt' or ckpt['version'] not in (2, 3):
+            raise ValueError('this program reads microgpt versions 2 and 3')
+        field = 'vocab'
+        vocab = ckpt['vocab']
+        if type(vocab) is not str or list(vocab) != sorted(set(vocab)):
+            raise ValueError('it must hold each character once, in order')
+        field = 'config and params'  # too few params stop GPT()
         floats = iter(ckpt['params'])
-        model = GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: float(next(floats)))
-        if next(floats, None) is not None:
-            raise ValueError('it has more parameters than its settings need')
-        return model, ckpt.get('run')
-    except (KeyError, TypeError, ValueError, StopIteration) as e:
-        raise ValueError(f'{path} is not a microgpt checkpoint ({type(e).__name__}: {e})') from None
+        model = GPT(Tokenizer(vocab), **ckpt['config'], init=lambda: next(floats))
+        field = 'params'
+        if not finite(ckpt['params'], len(model.params)):
+            raise ValueError(f'its config needs {len(model.params)} finite numbers')
+        field = 'run'  # version 2 kept no sampling settings: the defaults stand in for them
+        run = {**{name: FLAGS[name][1] for name in SAMPLING}, **ckpt['run']}
+        if run.keys() != set(SETTINGS) | STATE.keys():
+            raise ValueError(f'its fields are {", ".join(SETTINGS + tuple(STATE))}')
+        settings, _ = parse_args([f'--{name.replace("_", "-")}={run[name]}' for name in SETTINGS])
+        run.update({name: settings[name] for name in SETTINGS})
+        for name, test in STATE.items():
+            field = f'run.{name}'
+            if not test(run[name], run, len(model.params)):
+                raise ValueError('see the format in README.md')
+        return model, run
+    except (KeyError, TypeError, ValueError, IndexError, StopIteration, OverflowError) as e:
+        raise ValueError(f'{path} is not a microgpt checkpoint: its {field} is wrong ({e})') from e
 
 
 def explain(model, text):
@@ -336,9 +387,8 @@ def explain(model, text):
 def sparkline(losses, encoding, width=40):
     """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
     bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
-    # Two encodings differ when the output lacks a block: 'replace' writes ?, 'ignore' drops it
     if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
-        bars = '_.-~=+*#'  # then ASCII, lowest to highest
+        bars = '_.-~=+*#'  # the output cannot show the blocks: ASCII, lowest to highest
     n = min(width, len(losses))
     means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
     low, high = min(means), max(means)
@@ -351,110 +401,91 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ValueError(message)  # so main() reports it in one line, like every other error
 
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt')
-FLAGS = [  # flag, type, default, meaning
-    ('--data', str, DATA, 'UTF-8 text, one document a line'),
-    ('--seed', int, 42, 'random seed'), ('--steps', int, 1000, 'training steps'),
-    ('--lr', float, 0.01, 'learning rate, above 0'), ('--samples', int, 20, 'samples to print'),
-    ('--temperature', float, 0.5, 'sampling temperature above 0: lower is safer'),
-    ('--top-k', int, 0, 'sample only from the k likeliest tokens (0: all)'),
-    ('--prompt', str, '', 'text every sample starts with'),
-    ('--explain', str, '', 'show what the model predicts after each character of this text'),
-    ('--n-layer', int, 1, 'transformer layers'), ('--n-embd', int, 16, 'embedding width'),
-    ('--n-head', int, 4, 'attention heads'), ('--block-size', int, 16, 'context length'),
-    ('--save', str, '', f'keep the model and the run here, every {SAVE_EVERY} steps and at end'),
-    ('--load', str, '', 'start from the model in this checkpoint'),
-    ('--resume', str, '', 'continue the run saved in this checkpoint to its planned end')]
-
-
 def parse_args(argv):
-    """The command-line settings, with the values and combinations that make no sense refused."""
-    # allow_abbrev=False: an abbreviated flag (--n-emb) would slip past the checks on given flags
+    """The settings: the flags given, checked, and the defaults of the others; and those given."""
     parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
-    for flag, kind, default, meaning in FLAGS:
-        parser.add_argument(flag, type=kind, default=default, help=f'{meaning} [{default!r}]')
-    args = parser.parse_args(argv)
-    if not (0 < args.temperature < math.inf and 0 < args.lr < math.inf):
+    for name, (kind, default, meaning) in FLAGS.items():
+        flag = '--' + name.replace('_', '-')
+        parser.add_argument(flag, type=kind, help=f'{meaning} [{default!r}]')
+    values = vars(parser.parse_args(argv))
+    given = {name: value for name, value in values.items() if value is not None}
+    args = {name: given.get(name, default) for name, (_, default, _) in FLAGS.items()}
+    if not (0 < args['lr'] < math.inf and 0 < args['temperature'] < math.inf):
         raise ValueError('--temperature and --lr must be finite numbers above 0')
-    if min(args.steps, args.samples, args.top_k) < 0:
+    if min(args['steps'], args['samples'], args['top_k']) < 0:
         raise ValueError('--steps, --samples and --top-k must be 0 or more')
-    # A flag typed by hand for what a checkpoint decides would be silently overruled: refuse it.
-    # A checkpoint decides the sizes; a run to continue also its seed, learning rate and steps.
-    given = {arg.split('=')[0] for arg in argv}  # the flags typed (and values: they match none)
-    fixed = {'--' + size.replace('_', '-') for size in SIZES}
-    if args.resume:
-        fixed |= {'--seed', '--lr', '--steps', '--load'}
-    clash = sorted(given & fixed) if args.load or args.resume else []
+    # A checkpoint decides the sizes, and a resumed run also its seed, lr and steps.
+    fixed = set(SIZES) | ({'seed', 'lr', 'steps', 'load'} if args['resume'] else set())
+    clash = sorted(given.keys() & fixed) if args['load'] or args['resume'] else []
     if clash:
-        raise ValueError(f'{" ".join(clash)}: the checkpoint decides these, so leave them out')
-    if args.resume and '--data' not in given:
-        args.data = None  # prepare() takes the data path the run recorded
-    args.save = args.save or args.resume  # a resumed run goes on saving where it was
-    return args
+        flags = ' '.join('--' + name.replace('_', '-') for name in clash)
+        raise ValueError(f'{flags}: the checkpoint decides these, so leave them out')
+    return args, given
 
 
-def prepare(args):
-    """The model, the documents and the run the flags ask for; prints the first lines of a run.
-    The three modes (parse_args refuses the flags a checkpoint decides):
-        new run:    a new model from the documents' vocabulary; a new run, held-out loss scored
-        --load:     the checkpoint's model; documents only to train further; a new run, with no
-                    held-out loss (the model may have seen those documents); size flags refused
-        --resume:   the checkpoint's model and run; its seed and data, checked by hash; the
-                    random stream restored to where the run stopped; size flags, --seed, --lr
-                    and --steps refused"""
-    model, run = load(args.load or args.resume) if args.load or args.resume else (None, None)
-    if args.resume and not (run and len(run['losses']) < run['steps']):
-        raise ValueError(f'{args.resume}: no run to continue (to sample: --load it --steps 0)')
-    if args.resume:  # the run's seed and data give its document order again
-        args.seed, args.data = run['seed'], args.data or run['data']
-    random.seed(args.seed)
-    # Documents are needed to train, to continue a run and to build a new model's vocabulary;
-    # sampling from a checkpoint needs none.
-    needs_docs = args.steps or args.resume or not model
-    docs = read_documents(args.data) if needs_docs else []
-    digest = hashlib.sha256(pathlib.Path(args.data).read_bytes()).hexdigest() if docs else ''
-    if args.resume and digest != run['sha256']:
-        raise ValueError(f'{args.data} is not the data the run trained on: its SHA-256 differs')
+def prepare(args, given):
+    """The model, documents and run the flags ask for: a new run, of a new model or of the --load
+    checkpoint's; or the --resume checkpoint's run, with the random stream where it stopped."""
+    checkpoint = args['load'] or args['resume']
+    model, run = load(checkpoint) if checkpoint else (None, None)
+    for name in sorted(given.keys() & SAMPLING) if args['resume'] else []:
+        if given[name] != run[name]:
+            print(f'--{name.replace("_", "-")} {given[name]!r} instead of the run\'s {run[name]!r}')
+        run[name] = given[name]
+    run = run if args['resume'] else {name: args[name] for name in SETTINGS}
+    data = run['data'] if args['resume'] and 'data' not in given else args['data']
+    random.seed(run['seed'])
+    # Documents are needed to train, to build a new model's vocabulary, and to report a run.
+    docs = read_documents(data) if run['steps'] or not model or args['resume'] and data else []
     if docs:
         print(f'num docs: {len(docs)}')
-    model = model or GPT(Tokenizer(''.join(docs)), **{k: getattr(args, k) for k in SIZES})
-    unknown = set(''.join(docs) + args.prompt + args.explain) - set(model.tokenizer.chars)
+        with open(data, 'rb') as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    if args['resume'] and docs and digest != run['sha256']:
+        raise ValueError(f'{data} is not the data the run trained on: its SHA-256 differs')
+    model = model or GPT(Tokenizer(''.join(docs)), **{size: args[size] for size in SIZES})
+    unknown = set(''.join(docs) + run['prompt'] + args['explain']) - set(model.tokenizer.chars)
     if unknown:
         raise ValueError(f'{"".join(sorted(unknown))!r}: not in the vocabulary of the model')
-    if max(len(args.prompt), len(args.explain)) >= model.block_size:
-        raise ValueError(f'--prompt and --explain must be shorter than the block of the model, '
+    if max(len(run['prompt']), len(args['explain'])) >= model.block_size:
+        raise ValueError('--prompt and --explain must be shorter than the block of the model, '
                          f'{model.block_size} characters')
     print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
-    if args.resume:  # the stream as the run left it, so its samples are an unbroken run's
-        # (JSON turned the state's tuples into lists)
+    if args['resume']:  # the stream as the run left it, so its samples are an unbroken run's
         random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
-        return model, docs, run
-    n = len(model.params)
-    return model, docs, {'seed': args.seed, 'steps': args.steps, 'lr': args.lr, 'losses': [],
-                         'm': [0.0] * n, 'v': [0.0] * n, 'sha256': digest,
-                         'data': os.path.abspath(args.data) if docs else '',
-                         'pretrained': bool(args.load)}  # it may have seen the held-out docs
+    else:
+        n = len(model.params)
+        run.update(losses=[], m=[0.0] * n, v=[0.0] * n, pretrained=bool(args['load']),
+                   sha256=digest if docs else '')
+    run['data'] = os.path.abspath(data) if docs else ''
+    return model, docs, run
 
 
 def train_and_save(model, docs, run, path):
     """Train to the run's planned end, printing each step; with a path, checkpoint as it goes."""
-    first, start_time, tty = len(run['losses']), time.perf_counter(), sys.stdout.isatty()
-    if path and not first:
-        save(model, path, run)  # at step 0, so a path that cannot be written fails before training
+    losses, steps, tty = run['losses'], run['steps'], sys.stdout.isatty()
+    first = saved = len(losses)
+    start_time = time.perf_counter()
+    if path:
+        save(model, path, run)  # at once: a path that cannot be written fails before training
+    STOP['training'] = True
     try:
-        for step, loss in train(model, docs, run['steps'], run['lr'], first, (run['m'], run['v'])):
-            run['losses'].append(loss)
-            print_step(run['losses'], run['steps'], tty, first, start_time)
-            if path and (STOP or (step + 1) % SAVE_EVERY == 0 or step + 1 == run['steps']):
+        for _, loss in train(model, docs, steps, run['lr'], first, (run['m'], run['v'])):
+            losses.append(loss)
+            print_step(losses, steps, tty, first, start_time)
+            if path and (STOP['signals'] or len(losses) % SAVE_EVERY == 0 or len(losses) == steps):
                 save(model, path, run)
-            if STOP:
+                saved = len(losses)
+            if STOP['signals']:
                 break
-    except FloatingPointError as e:  # the last checkpoint, with a finite model, stays as it was
-        # the step it holds, read back from the file: what is on disk, not what we think is
-        held = f'; {path} still holds step {len(load(path)[1]["losses"])}' if path else ''
-        raise FloatingPointError(f'{e}: try a lower --lr{held}') from None
-    if tty and len(run['losses']) > first:
-        print()  # end the line that was rewritten in place
+    except ArithmeticError as e:  # a loss or a gradient out of range: the model is spoilt
+        held = f'; {path} still holds step {saved}' if path else ''
+        raise FloatingPointError(f'step {len(losses) + 1} diverged ({e.args[-1]}) with --lr '
+                                 f'{run["lr"]}: try a lower --lr{held}') from None
+    finally:
+        STOP['training'] = False
+        if tty and len(losses) > first:
+            print()  # end the line that was rewritten in place, before anything else is printed
 
 
 def print_step(losses, steps, tty, first, start_time):
@@ -467,59 +498,71 @@ def print_step(losses, steps, tty, first, start_time):
           f'{(steps - len(losses)) / rate:.0f} s left ', end='', flush=True)
 
 
-def report(model, docs, run, args):
+def report(model, docs, run, text):
     """What the run learned: its loss curve, the loss on documents it never saw, what the model
-    predicts after each character of --explain, samples, and how many of them are new."""
+    predicts after each character of text, samples, and how many of them are new."""
     losses, steps = run['losses'], run['steps']
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
-    # Never trained on: train() read docs[step % len(docs)], so if it wrapped round none are left
-    unseen = docs[steps:steps + HELD_OUT]
+    unseen = docs[steps:steps + HELD_OUT]  # train() read docs[step % len(docs)]: these, never
     if losses and not run['pretrained'] and unseen:
         held_out = fmean(document_loss(model, doc).data for doc in unseen)
         print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of '
               f'the last {min(len(losses), 100)} steps: {fmean(losses[-100:]):.4f})')
     elif losses and not run['pretrained']:
         print(f'held-out loss: none, all {len(docs)} documents were trained on')
-    if args.explain:
-        for prefix, top in explain(model, args.explain):
-            guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
-            print(f'next after {prefix!r:>{len(args.explain) + 2}}: {guesses}')
-    if args.samples:
+    for prefix, top in explain(model, text) if text else []:
+        guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
+        print(f'next after {prefix!r:>{len(text) + 2}}: {guesses}')
+    if run['samples']:
         print('\n--- inference (new, hallucinated names) ---')
     texts = []
-    while len(texts) < args.samples and not STOP:
-        texts.append(sample(model, args.temperature, args.prompt, args.top_k))
-        print(f'sample {len(texts):2d}: {texts[-1]}')
+    for i in range(run['samples']):
+        texts.append(sample(model, run['temperature'], run['prompt'], run['top_k']))
+        print(f'sample {i + 1:2d}: {texts[-1]}')
     if docs and texts:  # exact matches, against the documents in a list: 20 scans, milliseconds
-        print(f'new: {sum(text not in docs for text in texts)} of {len(texts)} samples are not '
-              'in the data')
+        new = sum(text not in docs for text in texts)
+        print(f'new: {new} of {len(texts)} samples are not in the data')
 
 
 def main(argv=None):
     """The command line. Its exit status: 0 when done, 1 when training diverged, 2 for bad input,
-    130 after Ctrl-C and 143 after SIGTERM (the step in progress finishes, then the run stops)."""
+    and 128 + the signal's number when one stopped it (130 for Ctrl-C, 143 for SIGTERM)."""
+    STOP['signals'].clear()
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-        model, docs, run = prepare(args)
-        train_and_save(model, docs, run, args.save)
-        if not STOP:
-            report(model, docs, run, args)
-        if STOP and len(run['losses']) < run['steps']:  # stopped in training: say how to go on
-            keep = f'go on with --resume {args.save}' if args.save else 'keep it with --save PATH'
-            print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
-        return 128 + STOP[0] if STOP else 0  # the shell's convention: 128 + the signal number
-    except (ArithmeticError, OSError, ValueError) as e:
-        print(f'microgpt: error: {e}', file=sys.stderr)
+        args, given = parse_args(sys.argv[1:] if argv is None else argv)
+        model, docs, run = prepare(args, given)
+        path = args['save'] or args['resume']  # a resumed run goes on saving where it was
+        train_and_save(model, docs, run, path)
+        if not STOP['signals']:
+            report(model, docs, run, args['explain'])
+            return 0
+        keep = f'go on with --resume {path}' if path else 'keep it with --save PATH'
+        print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
+    except KeyboardInterrupt:
+        pass  # stopped at once: see STOP
+    except BrokenPipeError:  # the reader of the output went away, as head does: end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except (ArithmeticError, MemoryError, OSError, ValueError) as e:
+        print(f'microgpt: error: {str(e) or type(e).__name__}', file=sys.stderr)
         return 1 if isinstance(e, ArithmeticError) else 2
+    return 128 + (STOP['signals'] or [signal.SIGINT])[0]
+
+
+def stop(signum, frame):
+    """program()'s handler for Ctrl-C and SIGTERM: see STOP."""
+    STOP['signals'].append(signum)
+    if len(STOP['signals']) > 1 or not STOP['training']:
+        raise KeyboardInterrupt
 
 
 def program():
-    """`python microgpt.py` and the `microgpt` command: main() in a process set up for a long run.
+    """`python3 microgpt.py` and the `microgpt` command: main() in a process set up for a long run.
     Only here, not in main(), so that a caller of main() from Python keeps its own settings."""
-    # Ctrl-C (SIGINT) and SIGTERM let the step in progress finish: the handler only notes them.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: STOP.append(signum))
+        signal.signal(sig, stop)
+    sys.stdout.reconfigure(errors='backslashreplace')  # a character it cannot show, escaped
     if sys.implementation.name == 'cpython':  # PyPy's collector is its only one, so it stays on
         gc.disable()  # the graph has no reference cycles: CPython's cycle collector only costs time
     return main()

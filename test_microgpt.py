@@ -11,8 +11,10 @@ import pty
 import random
 import re
 import signal
+import stat
 import subprocess
 import sys
+import time
 from statistics import fmean
 
 import pytest
@@ -135,10 +137,6 @@ def test_log_documented_values():
     b = a.log()
     b.backward()
     assert (b.data, a.grad) == (1.3862943611198906, 0.25)
-
-
-def test_repr_shows_data_and_grad():
-    assert repr(Value(2.5)) == 'Value(data=2.5, grad=0.0)'
 
 
 # --- Every local-gradient rule against central finite differences ---------------------------
@@ -490,7 +488,7 @@ def test_train_refuses_a_step_whose_loss_is_not_finite():
             losses.append(loss)
             after_last_step = [p.data for p in model.params]
     assert losses and all(math.isfinite(loss) for loss in losses)
-    assert f'step {len(losses) + 1}:' in str(raised.value) and '1e+300' in str(raised.value)
+    assert str(raised.value) == 'the loss is nan'  # the caller knows the step: it was counting
     assert [p.data for p in model.params] == after_last_step  # the refused step changed nothing
     assert not math.isfinite(document_loss(model, docs[len(losses)]).data)  # the refused step
 
@@ -643,16 +641,17 @@ def test_sparkline_has_at_most_width_characters():
 # --- Checkpoints ------------------------------------------------------------------------------
 
 def a_run(model, **fields):
-    """A run dict like the command line's."""
+    """A run like the command line's: its settings, then its state."""
     n = len(model.params)
-    return {'seed': 42, 'steps': 5, 'lr': 0.01, 'losses': [], 'm': [0.0] * n, 'v': [0.0] * n,
-            'data': '', 'sha256': '', 'pretrained': False, **fields}
+    return {'seed': 42, 'steps': 5, 'lr': 0.01, 'samples': 20, 'temperature': 0.5, 'top_k': 0,
+            'prompt': '', 'losses': [], 'm': [0.0] * n, 'v': [0.0] * n, 'data': '', 'sha256': '',
+            'pretrained': False, **fields}
 
 
 def test_save_then_load_gives_identical_parameters_run_and_samples(tmp_path):
     model = trained_tiny_model()
     path = str(tmp_path / 'model.json')
-    run_in = a_run(model, losses=[3.1, 2.9], m=[0.1] * len(model.params))
+    run_in = a_run(model, losses=[3.1, 2.9], m=[0.1] * len(model.params), samples=7, prompt='e')
     save(model, path, run_in)
     loaded, run_out = load(path)
     assert [p.data for p in loaded.params] == [p.data for p in model.params]  # exactly
@@ -663,38 +662,37 @@ def test_save_then_load_gives_identical_parameters_run_and_samples(tmp_path):
     before = [sample(model, 0.8) for _ in range(10)]
     random.seed(5)
     assert [sample(loaded, 0.8) for _ in range(10)] == before
-    assert not os.path.exists(path + '.tmp')
+    assert os.listdir(tmp_path) == ['model.json']  # no temporary file left behind
 
 
-def test_checkpoint_is_json_version_2_with_settings_vocab_params_run_and_random_state(tmp_path):
+def test_checkpoint_is_json_version_3_with_settings_vocab_params_run_and_random_state(tmp_path):
     path = tmp_path / 'model.json'
     model = trained_tiny_model(1)
     random.seed(9)
     state = random.getstate()
     save(model, str(path), a_run(model))
     ckpt = json.loads(path.read_text(encoding='utf-8'))
-    assert (ckpt['format'], ckpt['version']) == ('microgpt', 2)
+    assert (ckpt['format'], ckpt['version']) == ('microgpt', 3)
     assert ckpt['config'] == {'n_layer': 2, 'n_embd': 8, 'n_head': 2, 'block_size': 10}
     assert ckpt['vocab'] == ''.join(sorted(set(''.join(TINY_NAMES))))
     assert ckpt['params'] == [p.data for p in model.params]
     assert json.loads(json.dumps(state)) == ckpt['run']['random']  # the stream, to continue it
+    assert {k: ckpt['run'][k] for k in ('samples', 'temperature', 'top_k', 'prompt')} == {
+        'samples': 20, 'temperature': 0.5, 'top_k': 0, 'prompt': ''}  # what the run samples
 
 
-def version_1_checkpoint(path, model):
-    """A checkpoint as version 1 wrote it: no run."""
-    path.write_text(json.dumps({
-        'format': 'microgpt', 'version': 1, 'vocab': ''.join(model.tokenizer.chars),
-        'config': {'n_layer': model.n_layer, 'n_embd': model.n_embd, 'n_head': model.n_head,
-                   'block_size': model.block_size},
-        'params': [p.data for p in model.params]}), encoding='utf-8')
-    return str(path)
-
-
-def test_a_version_1_checkpoint_loads_without_a_run(tmp_path):
+def test_a_version_2_checkpoint_loads_with_the_default_sampling_settings(tmp_path):
     model = trained_tiny_model(2)
-    loaded, run_out = load(version_1_checkpoint(tmp_path / 'v1.json', model))
-    assert run_out is None
+    path = tmp_path / 'v2.json'
+    save(model, str(path), a_run(model))
+    ckpt = json.loads(path.read_text(encoding='utf-8'))
+    for name in ('samples', 'temperature', 'top_k', 'prompt'):  # version 2 did not keep them
+        del ckpt['run'][name]
+    path.write_text(json.dumps({**ckpt, 'version': 2}), encoding='utf-8')
+    loaded, run_out = load(str(path))
     assert [p.data for p in loaded.params] == [p.data for p in model.params]
+    assert (run_out['samples'], run_out['temperature'], run_out['top_k'], run_out['prompt']) == (
+        20, 0.5, 0, '')
 
 
 def test_save_refuses_a_model_that_is_not_finite_and_keeps_the_old_file(tmp_path):
@@ -711,7 +709,8 @@ def test_save_refuses_a_model_that_is_not_finite_and_keeps_the_old_file(tmp_path
     assert path.read_bytes() == old
 
 
-def test_a_full_disk_during_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+def test_a_full_disk_during_save_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path,
+                                                                                 monkeypatch):
     model = trained_tiny_model(1)
     path = tmp_path / 'model.json'
     save(model, str(path), a_run(model))
@@ -725,27 +724,69 @@ def test_a_full_disk_during_save_leaves_the_old_checkpoint_intact(tmp_path, monk
     with pytest.raises(OSError) as raised:
         save(model, str(path), a_run(model))
     assert raised.value.errno == errno.ENOSPC
-    assert path.read_bytes() == old
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ['model.json']
     monkeypatch.undo()
     assert load(str(path))[0].params[0].data == saved
 
 
-def test_an_unwritable_temporary_file_leaves_the_old_checkpoint_intact(tmp_path):
+def test_a_symlink_planted_where_a_temporary_file_might_go_is_not_followed(tmp_path):
     model = trained_tiny_model(1)
-    path = tmp_path / 'model.json'
-    save(model, str(path), a_run(model))
-    old = path.read_bytes()
-    (tmp_path / 'model.json.tmp').mkdir()  # root can write anywhere, but not open a folder
-    with pytest.raises(OSError):
-        save(model, str(path), a_run(model))
-    assert path.read_bytes() == old
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('keep me', encoding='utf-8')
+    for name in ('model.json.tmp', 'model.json~', '.model.json.tmp'):  # the names one might guess
+        (tmp_path / name).symlink_to(victim)
+    save(model, str(tmp_path / 'model.json'), a_run(model))
+    assert victim.read_text(encoding='utf-8') == 'keep me'
+    assert load(str(tmp_path / 'model.json'))[0].params[0].data == model.params[0].data
+
+
+@pytest.mark.parametrize('target', ['the data', 'a FIFO', 'a folder'])
+def test_save_refuses_the_data_and_what_is_not_a_regular_file_leaving_it_as_it_was(target,
+                                                                                  tmp_path):
+    model = trained_tiny_model(1)
+    data = tmp_path / 'names.txt'
+    data.write_text('emma\n', encoding='utf-8')
+    path = {'the data': data, 'a FIFO': tmp_path / 'fifo', 'a folder': tmp_path}[target]
+    if target == 'a FIFO':
+        os.mkfifo(path)
+    with pytest.raises(ValueError, match='the data or not a regular file'):
+        save(model, str(path), a_run(model, data=str(data)))
+    assert data.read_text(encoding='utf-8') == 'emma\n' and path.exists()
+    assert target != 'a FIFO' or stat.S_ISFIFO(os.stat(path).st_mode)
+
+
+CONCURRENT_SAVES = """
+import random, sys
+import microgpt
+random.seed(int(sys.argv[2]))
+model = microgpt.GPT(microgpt.Tokenizer('abc'), n_embd=8, n_head=2, block_size=8)
+run = {'seed': 1, 'steps': 5, 'lr': 0.01, 'samples': 20, 'temperature': 0.5, 'top_k': 0,
+       'prompt': '', 'losses': [], 'm': [0.0] * len(model.params), 'v': [0.0] * len(model.params),
+       'data': '', 'sha256': '', 'pretrained': False}
+for _ in range(40):
+    microgpt.save(model, sys.argv[1], run)
+"""
+
+
+def test_two_runs_saving_to_one_path_leave_one_whole_checkpoint(tmp_path):
+    path = tmp_path / 'shared.json'
+    writers = [subprocess.Popen([sys.executable, '-c', CONCURRENT_SAVES, str(path), str(seed)],
+                                cwd=HERE) for seed in (1, 2)]
+    reads = 0
+    while any(w.poll() is None for w in writers):
+        if path.exists():
+            load(str(path))  # every version on disk is whole: this raises on broken JSON
+            reads += 1
+    assert [w.wait() for w in writers] == [0, 0] and reads > 0
+    assert load(str(path))[1]['steps'] == 5  # the last writer's, whole
+    assert sorted(os.listdir(tmp_path)) == ['shared.json']  # no temporary file left
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
     model = trained_tiny_model(1)
     path = tmp_path / 'good.json'
-    save(model, str(path), a_run(model))
+    save(model, str(path), a_run(model, losses=[3.0, 2.9]))
     return path
 
 
@@ -756,27 +797,78 @@ def rewrite(path, change):
     return str(path)
 
 
+def edit_run(field, value):
+    return lambda p: rewrite(p, lambda c: c['run'].__setitem__(field, value))
+
+
+def drop_run(field):
+    return lambda p: rewrite(p, lambda c: c['run'].pop(field))
+
+
+# Each way a checkpoint can be wrong, and the field the one-line error must name.
 CHECKPOINT_ERRORS = {
-    'corrupt': lambda p: p.write_text('{"format": nonsense') and str(p),
-    'truncated': lambda p: p.write_text(p.read_text()[:-500]) and str(p),
-    'not UTF-8': lambda p: p.write_bytes(b'\xff\xfe{}') and str(p),
-    'wrong format': lambda p: rewrite(p, lambda c: c.update(format='other')),
-    'wrong version': lambda p: rewrite(p, lambda c: c.update(version=3)),
-    'too many parameters': lambda p: rewrite(p, lambda c: c['params'].append(1.0)),
-    'too few parameters': lambda p: rewrite(p, lambda c: c['params'].pop()),
-    'a parameter is text': lambda p: rewrite(p, lambda c: c['params'].__setitem__(3, 'x')),
-    'no params': lambda p: rewrite(p, lambda c: c.pop('params')),
-    'a JSON list': lambda p: p.write_text('[1, 2]') and str(p),
-    'zero heads': lambda p: rewrite(p, lambda c: c['config'].update(n_head=0)),
-    'unknown setting': lambda p: rewrite(p, lambda c: c['config'].update(dropout=0.1)),
+    'corrupt': (lambda p: p.write_text('{"format": nonsense') and str(p), 'text'),
+    'truncated': (lambda p: p.write_text(p.read_text()[:-500]) and str(p), 'text'),
+    'not UTF-8': (lambda p: p.write_bytes(b'\xff\xfe{}') and str(p), 'text'),
+    'a JSON list': (lambda p: p.write_text('[1, 2]') and str(p), 'format'),
+    'wrong format': (lambda p: rewrite(p, lambda c: c.update(format='other')), 'format'),
+    'version 1': (lambda p: rewrite(p, lambda c: c.update(version=1)), 'format'),
+    'version true': (lambda p: rewrite(p, lambda c: c.update(version=True)), 'format'),
+    'reversed vocabulary': (lambda p: rewrite(p, lambda c: c.update(vocab=c['vocab'][::-1])),
+                            'vocab'),
+    'a repeated character': (lambda p: rewrite(p, lambda c: c.update(vocab='a' + c['vocab'])),
+                             'vocab'),
+    'zero heads': (lambda p: rewrite(p, lambda c: c['config'].update(n_head=0)), 'config'),
+    'unknown setting': (lambda p: rewrite(p, lambda c: c['config'].update(dropout=0.1)), 'config'),
+    'too few parameters': (lambda p: rewrite(p, lambda c: c['params'].pop()), 'config'),
+    'too many parameters': (lambda p: rewrite(p, lambda c: c['params'].append(1.0)), 'params'),
+    'a trailing null parameter': (lambda p: rewrite(p, lambda c: c['params'].append(None)),
+                                  'params'),
+    'a parameter is text': (lambda p: rewrite(p, lambda c: c['params'].__setitem__(3, 'x')),
+                            'params'),
+    'a NaN parameter': (lambda p: rewrite(p, lambda c: c['params'].__setitem__(3, math.nan)),
+                        'params'),
+    'an infinite parameter': (lambda p: rewrite(p, lambda c: c['params'].__setitem__(0, math.inf)),
+                              'params'),
+    'no params': (lambda p: rewrite(p, lambda c: c.pop('params')), 'config'),
+    'run a list': (lambda p: rewrite(p, lambda c: c.update(run=[1, 2])), 'run'),
+    'run a string': (lambda p: rewrite(p, lambda c: c.update(run='run')), 'run'),
+    'run missing': (lambda p: rewrite(p, lambda c: c.pop('run')), 'run'),
+    'sha256 missing': (drop_run('sha256'), 'run'),
+    'pretrained missing': (drop_run('pretrained'), 'run'),
+    'random missing': (drop_run('random'), 'run'),
+    'steps a string': (edit_run('steps', 'many'), '--steps'),
+    'steps fractional': (edit_run('steps', 12.5), '--steps'),
+    'steps negative': (edit_run('steps', -3), '--steps'),
+    'lr a string': (edit_run('lr', 'fast'), '--lr'),
+    'lr zero': (edit_run('lr', 0), '--lr'),
+    'seed a list': (edit_run('seed', [1]), '--seed'),
+    'temperature NaN': (edit_run('temperature', math.nan), '--temperature'),
+    'losses a string': (edit_run('losses', 'low'), 'run.losses'),
+    'losses NaN': (edit_run('losses', [3.0, math.nan]), 'run.losses'),
+    'more losses than steps': (edit_run('losses', [3.0] * 6), 'run.losses'),
+    'm too short': (lambda p: rewrite(p, lambda c: c['run']['m'].pop()), 'run.m'),
+    'm a string': (edit_run('m', 'zeros'), 'run.m'),
+    'v too short': (lambda p: rewrite(p, lambda c: c['run']['v'].pop()), 'run.v'),
+    'v negative': (lambda p: rewrite(p, lambda c: c['run']['v'].__setitem__(0, -1.0)), 'run.v'),
+    'data null': (edit_run('data', None), 'run.data'),
+    'pretrained a string': (edit_run('pretrained', 'no'), 'run.pretrained'),
+    'random malformed': (edit_run('random', [3, [1, 2, 3], None]), 'run.random'),
+    'random a string': (edit_run('random', 'seed'), 'run.random'),
+    'random of an unknown version': (lambda p: rewrite(p, lambda c: c['run']['random'].__setitem__(
+        0, 4)), 'run.random'),
 }
 
 
 @pytest.mark.parametrize('case', CHECKPOINT_ERRORS)
-def test_load_raises_value_error_for_a_file_that_is_not_a_checkpoint(case, checkpoint):
-    path = CHECKPOINT_ERRORS[case](checkpoint)
-    with pytest.raises(ValueError, match='is not a microgpt checkpoint'):  # not SystemExit
+def test_load_raises_a_value_error_naming_the_field_that_is_wrong(case, checkpoint):
+    make, field = CHECKPOINT_ERRORS[case]
+    path = make(checkpoint)
+    with pytest.raises(ValueError) as raised:
         load(path)
+    message = str(raised.value)
+    assert message.startswith(f'{path} is not a microgpt checkpoint: ')
+    assert f'its {field}' in message or (field.startswith('--') and field in message), message
 
 
 def test_load_lets_a_missing_file_raise_os_error(tmp_path):
@@ -953,18 +1045,20 @@ def test_bad_input_from_the_shell_has_no_traceback(case, tmp_path):
     one_error_line(result.stderr, *expected)
 
 
-def test_a_diverging_run_exits_1_naming_the_step_and_the_rate(tiny_file, tmp_path, capsys):
+@pytest.mark.parametrize('lr', ['1e300', '1e100'])  # the loss turns NaN; a gradient overflows
+def test_a_diverging_run_exits_1_naming_the_step_and_the_rate(lr, tiny_file, tmp_path, capsys):
     path = tmp_path / 'run.json'
-    status, out, err = cli(capsys, '--data', tiny_file, '--steps', '5', '--lr', '1e300', *SMALL,
+    status, out, err = cli(capsys, '--data', tiny_file, '--steps', '5', '--lr', lr, *SMALL,
                            '--save', path)
     assert status == 1
-    one_error_line(err, 'lower', '--lr')  # what to do about it
+    one_error_line(err, 'lower --lr')  # what to do about it
     last = len(step_lines(out))  # the steps before the one that diverged were printed
-    assert f'step {last + 1}:' in err and '1e+300' in err
+    assert f'step {last + 1} diverged' in err and f'--lr {float(lr)}' in err
+    assert f'{path} still holds step 0' in err  # what is on disk: the step-0 checkpoint
     text = path.read_text(encoding='utf-8')
     assert 'NaN' not in text and 'Infinity' not in text  # the last good checkpoint
     model, run_out = load(str(path))
-    assert all(math.isfinite(p.data) for p in model.params) and run_out['lr'] == 1e300
+    assert all(math.isfinite(p.data) for p in model.params) and run_out['losses'] == []
 
 
 def test_a_checkpoint_written_by_one_run_is_loaded_by_another(tiny_file, tmp_path, capsys):
@@ -983,18 +1077,6 @@ def test_a_checkpoint_written_by_one_run_is_loaded_by_another(tiny_file, tmp_pat
                                 '--- inference (new, hallucinated names) ---'] + expected
 
 
-def test_a_version_1_checkpoint_still_loads_from_the_command_line(tmp_path, capsys):
-    model = trained_tiny_model(2)
-    path = version_1_checkpoint(tmp_path / 'v1.json', model)
-    status, out, err = cli(capsys, '--load', path, '--steps', '0', '--samples', '4', '--seed', '8')
-    assert (status, err) == (0, '')
-    random.seed(8)
-    assert samples_of(out) == [sample(model, 0.5) for _ in range(4)]
-    status, out, err = cli(capsys, '--resume', path)  # no run in it to continue
-    assert status == 2
-    one_error_line(err, 'no run to continue')
-
-
 def test_training_a_loaded_model_further_prints_no_held_out_loss(tiny_file, tmp_path, capsys):
     path = str(tmp_path / 'model.json')
     assert cli(capsys, '--data', tiny_file, '--steps', '3', '--samples', '0', *SMALL,
@@ -1008,20 +1090,21 @@ def test_training_a_loaded_model_further_prints_no_held_out_loss(tiny_file, tmp_
     assert len(load(path)[1]['losses']) == 4
 
 
-CLI_CHECKPOINT_ERRORS = {
-    'missing checkpoint': (lambda p: str(p.parent / 'nothing.json'), 'No such file'),
-    'corrupt checkpoint': (CHECKPOINT_ERRORS['corrupt'], 'is not a microgpt checkpoint'),
-    'wrong version': (CHECKPOINT_ERRORS['wrong version'], 'is not a microgpt checkpoint'),
-    'zero heads': (CHECKPOINT_ERRORS['zero heads'], 'is not a microgpt checkpoint'),
-}
+@pytest.mark.parametrize('mode', ['--load', '--resume'])
+@pytest.mark.parametrize('case', CHECKPOINT_ERRORS)
+def test_any_bad_checkpoint_is_one_line_and_exit_2_before_training(case, mode, checkpoint,
+                                                                    tiny_file, capsys):
+    make, field = CHECKPOINT_ERRORS[case]
+    steps = ['--steps', '3'] if mode == '--load' else []
+    status, out, err = cli(capsys, mode, make(checkpoint), '--data', tiny_file, *steps)
+    assert status == 2 and step_lines(out) == []
+    one_error_line(err, 'is not a microgpt checkpoint', field)
 
 
-@pytest.mark.parametrize('case', CLI_CHECKPOINT_ERRORS)
-def test_bad_checkpoint_is_a_one_line_error(case, checkpoint, capsys):
-    make, expected = CLI_CHECKPOINT_ERRORS[case]
-    status, out, err = cli(capsys, '--load', make(checkpoint), '--steps', '0', '--samples', '3')
-    assert status == 2 and out == ''
-    one_error_line(err, expected)
+def test_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    status, out, err = cli(capsys, '--load', tmp_path / 'nothing.json', '--steps', '0')
+    assert (status, out) == (2, '')
+    one_error_line(err, 'No such file')
 
 
 @pytest.mark.parametrize('args, expected', [
@@ -1046,18 +1129,23 @@ def test_save_into_a_missing_folder_fails_before_training(tiny_file, tmp_path, c
     one_error_line(err, 'No such file or directory')
 
 
-def test_a_save_that_cannot_be_written_is_one_line_and_keeps_the_old_checkpoint(
-        tiny_file, tmp_path, capsys):
-    path = tmp_path / 'model.json'
-    assert cli(capsys, '--data', tiny_file, '--steps', '2', '--samples', '0', *SMALL,
-               '--save', path)[0] == 0
-    old = path.read_bytes()
-    (tmp_path / 'model.json.tmp').mkdir()  # what cannot be written, even by root
-    status, out, err = cli(capsys, '--data', tiny_file, '--steps', '3', '--samples', '0',
-                           '--seed', '1', *SMALL, '--save', path)
-    assert status == 2 and step_lines(out) == []  # at step 0, before any training
-    one_error_line(err, 'model.json.tmp')
-    assert path.read_bytes() == old
+@pytest.mark.parametrize('target', ['the data', 'a FIFO', 'a symlink to the data'])
+def test_save_onto_the_data_or_a_non_regular_file_is_refused_before_training(target, tmp_path,
+                                                                            capsys):
+    data = tmp_path / 'names.txt'
+    data.write_text('\n'.join(TINY_NAMES) + '\n', encoding='utf-8')
+    before = data.read_bytes()
+    path = {'the data': data, 'a FIFO': tmp_path / 'fifo', 'a symlink to the data': tmp_path / 'ln'}
+    path = path[target]
+    if target == 'a FIFO':
+        os.mkfifo(path)
+    elif target == 'a symlink to the data':
+        path.symlink_to(data)
+    status, out, err = cli(capsys, '--data', data, '--steps', '3', *SMALL, '--save', path)
+    assert status == 2 and step_lines(out) == []
+    one_error_line(err, f'--save {path}', 'the data or not a regular file')
+    assert data.read_bytes() == before and os.path.lexists(path)
+    assert target != 'a FIFO' or stat.S_ISFIFO(os.stat(path).st_mode)
 
 
 def test_a_disk_that_fills_during_training_keeps_the_old_checkpoint(
@@ -1080,21 +1168,19 @@ def test_a_disk_that_fills_during_training_keeps_the_old_checkpoint(
 # --- Resuming a run -----------------------------------------------------------------------
 
 def cli_ctrl_c_after(capsys, monkeypatch, step, *args):
-    """main() in-process, with a Ctrl-C noted, as microgpt's handler notes it, by its own Adam
-    update of the given (0-based) step. The handler itself is checked on real processes below."""
+    """main() in-process, with a Ctrl-C noted, as microgpt's handler notes it in training, by its own
+    Adam update of the given (0-based) step. The handler itself is checked on real processes below."""
     real_adam = microgpt.adam
 
     def adam_then_ctrl_c(params, m, v, at, *rest):
         real_adam(params, m, v, at, *rest)
         if at == step:
-            microgpt.STOP.append(signal.SIGINT)
+            microgpt.STOP['signals'].append(signal.SIGINT)
     monkeypatch.setattr(microgpt, 'adam', adam_then_ctrl_c)
-    monkeypatch.setattr(microgpt, 'STOP', [])
     try:
         return cli(capsys, *args)
     finally:
         monkeypatch.setattr(microgpt, 'adam', real_adam)
-        monkeypatch.setattr(microgpt, 'STOP', [])
 
 
 @pytest.fixture
@@ -1120,7 +1206,7 @@ def test_a_resumed_run_interrupted_again_resumes_again(interrupted, tiny_file, c
     assert status == 130 and len(first_part) + len(second_part) < 8 and 'sample' not in out
     assert len(err.splitlines()) == 1 and f'--resume {path}' in err  # the same file again
     assert len(load(path)[1]['losses']) == len(first_part) + len(second_part)
-    status, out, err = cli(capsys, '--resume', path, '--samples', '3')
+    status, out, err = cli(capsys, '--resume', path)  # its --samples 3 were kept
     assert (status, err) == (0, '')
     assert first_part + second_part + step_lines(out) == step_lines(straight)
     assert samples_of(out) == samples_of(straight)
@@ -1136,9 +1222,34 @@ def test_resume_continues_a_run_with_its_data_moved(interrupted, tiny_file, tmp_
     assert (status, err) == (0, '')
     assert first_part + step_lines(out) == step_lines(straight)
     assert samples_of(out) == samples_of(straight) and len(samples_of(out)) == 3
-    status, out, err = cli(capsys, '--resume', path, '--data', moved)  # the run is finished
-    assert status == 2
-    one_error_line(err, 'no run to continue')
+    status, again, err = cli(capsys, '--resume', path, '--data', moved)  # the run is finished:
+    assert (status, err) == (0, '')  # its report and samples again, with the samples it chose
+    assert step_lines(again) == [] and samples_of(again) == samples_of(out)
+
+
+def test_a_run_stopped_after_its_last_step_is_finished_and_resumes_to_its_report(tiny_file,
+                                                                                 tmp_path, capsys,
+                                                                                 monkeypatch):
+    path = str(tmp_path / 'run.json')
+    args = ['--data', tiny_file, '--steps', '6', '--samples', '4', '--prompt', 'e', *SMALL]
+    status, straight, _ = cli(capsys, *args)
+    status, out, err = cli_ctrl_c_after(capsys, monkeypatch, 5, *args, '--save', path)
+    assert status == 130 and len(step_lines(out)) == 6 and samples_of(out) == []
+    assert 'interrupted at step 6' in err
+    status, out, err = cli(capsys, '--resume', path)  # the samples flags are the run's own
+    assert (status, err) == (0, '') and step_lines(out) == []
+    assert samples_of(out) == samples_of(straight) and len(samples_of(out)) == 4
+    assert all(s.startswith('e') for s in samples_of(out))
+
+
+def test_a_sampling_flag_given_with_resume_overrides_the_run_and_says_so(interrupted, capsys):
+    path, _ = interrupted  # a run with --samples 3
+    status, out, err = cli(capsys, '--resume', path, '--samples', '2', '--temperature', '0.5')
+    assert (status, err) == (0, '')
+    assert "--samples 2 instead of the run's 3" in out.splitlines()
+    assert 'temperature' not in out  # the same value as the run's: nothing to say
+    assert len(samples_of(out)) == 2
+    assert load(path)[1]['samples'] == 2  # and the run goes on with it
 
 
 def test_resume_refuses_data_with_other_bytes(interrupted, tiny_file, capsys):
@@ -1173,7 +1284,7 @@ def test_resume_refuses_what_the_checkpoint_sets(flags, interrupted, capsys):
 def test_held_out_loss_is_the_mean_loss_of_the_documents_after_the_last_trained_on(
         tmp_path, capsys, monkeypatch):
     n = microgpt.HELD_OUT
-    with open(microgpt.DATA, encoding='utf-8') as f:
+    with open(microgpt.FLAGS['data'][1], encoding='utf-8') as f:
         names = f.read().split('\n')[:20 + n + 10]
     data = tmp_path / 'names.txt'
     data.write_text('\n'.join(names) + '\n', encoding='utf-8')
@@ -1387,7 +1498,7 @@ def test_ctrl_c_in_training_then_resume_gives_the_uninterrupted_run(straight_run
     assert f'--resume {path}' in err  # how to continue
     model, run_out = load(path)
     assert len(run_out['losses']) == done and len(model.params) == 376
-    second = run('--resume', path, '--samples', '5')  # what the run does not fix is asked again
+    second = run('--resume', path)  # the run keeps its own settings, --samples 5 among them
     assert (second.returncode, second.stderr) == (0, '')
     assert len(load(path)[1]['losses']) == 250  # saved to the same checkpoint at the end
     # Both parts together print exactly the uninterrupted run's lines.
@@ -1404,7 +1515,7 @@ def test_a_kill_after_the_first_periodic_checkpoint_loses_nothing_but_time(strai
     code, _, _ = stop(proc, seen, signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert len(load(path)[1]['losses']) == microgpt.SAVE_EVERY == 100
-    resumed = run('--resume', path, '--samples', '5')
+    resumed = run('--resume', path)
     assert resumed.returncode == 0, resumed.stderr
     assert step_lines(resumed.stdout) == step_lines(straight)[100:]
     assert samples_of(resumed.stdout) == samples_of(straight) and len(samples_of(straight)) == 5
@@ -1437,3 +1548,94 @@ def test_ctrl_c_in_sampling_keeps_what_was_sampled(tiny_file):
     samples = [line for line in out.splitlines() if line.startswith('sample')]
     assert 2 <= len(samples) < 1000000
     assert samples == [f'sample {i + 1:2d}: {s}' for i, s in enumerate(samples_of(out))]
+
+
+@pytest.mark.parametrize('where', ['reading a FIFO', 'building a huge model'])
+def test_ctrl_c_outside_training_stops_at_once_without_a_traceback(where, tmp_path, tiny_file):
+    if where == 'reading a FIFO':  # open() blocks until a writer comes: none will
+        data = tmp_path / 'fifo'
+        os.mkfifo(data)
+        args = ['--data', data]
+    else:  # a model of 2.5 billion parameters is built slowly, one Value at a time
+        args = ['--data', tiny_file, '--n-embd', '5000', '--n-layer', '8']
+    proc = subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # into the blocking read, or well into building
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and err == '' and 'step' not in out
+
+
+def test_a_second_ctrl_c_in_training_stops_at_once(tmp_path):
+    # A step over 200 positions takes seconds, even under PyPy: a first Ctrl-C waits for it to end.
+    data = tmp_path / 'long.txt'
+    data.write_text(''.join(random.Random(0).choices('abcdefgh', k=400)) + '\n', encoding='utf-8')
+    proc, seen = start(['--data', data, '--block-size', '200', '--n-embd', '32'], 'num params')
+    time.sleep(0.3)  # into the first step
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # two signals at once would arrive as one
+    assert proc.poll() is None  # the first only asked the step to finish
+    proc.send_signal(signal.SIGINT)
+    code, out, err = stop(proc, seen, 0)
+    assert (code, err, step_lines(out)) == (130, '', [])  # the step was not waited for
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_file):
+    proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '200', *SMALL],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()  # as `| head -1` reads
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert first == b'num docs: 16\n' and err == b''
+    assert proc.wait(timeout=60) == 128 + signal.SIGPIPE
+
+
+def test_characters_the_output_cannot_encode_are_escaped(tmp_path):
+    data = tmp_path / 'accented.txt'
+    data.write_text('ren\u00e9e\nchlo\u00e9\nzo\u00eb\n', encoding='utf-8')
+    result = run('--data', data, '--steps', '2', '--samples', '5', '--prompt', 'r', *SMALL,
+                 env={'PYTHONIOENCODING': 'ascii'})
+    assert (result.returncode, result.stderr) == (0, '')
+    assert len(samples_of(result.stdout)) == 5 and result.stdout.isascii()
+
+
+def test_an_error_after_the_progress_line_starts_on_a_line_of_its_own(tiny_file):
+    parent, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '5',
+                             '--lr', '1e300', *SMALL], stdout=child, stderr=child,
+                            stdin=subprocess.DEVNULL)
+    os.close(child)
+    output = b''
+    while True:
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(parent)
+    assert proc.wait(timeout=60) == 1
+    error = [line for line in output.decode().split('\n') if 'microgpt: error' in line]
+    assert len(error) == 1 and error[0].startswith('microgpt: error: step ')
+
+
+def test_running_out_of_memory_is_one_line_and_exit_2(tiny_file, capsys, monkeypatch):
+    def too_much(path):
+        raise MemoryError
+    monkeypatch.setattr(microgpt, 'read_documents', too_much)
+    status, out, err = cli(capsys, '--data', tiny_file)
+    assert (status, out) == (2, '')
+    one_error_line(err, 'MemoryError')
+
+
+@pytest.mark.skipif(sys.implementation.name != 'cpython',
+                    reason='PyPy aborts when memory runs out: it raises no MemoryError to report')
+def test_reading_dev_zero_runs_out_of_memory_in_one_line():
+    limit = 'import resource; resource.setrlimit(resource.RLIMIT_AS, (400 << 20, 400 << 20)); '
+    program = limit + 'import sys, runpy; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], ' \
+                      "run_name='__main__')"
+    result = subprocess.run([sys.executable, '-c', program, SCRIPT, '--data', '/dev/zero'],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    one_error_line(result.stderr, 'MemoryError')
