@@ -285,6 +285,9 @@ SETTINGS = ('seed', 'steps', 'lr', 'samples', 'temperature', 'top_k', 'prompt') 
 SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # the ones a resumed run may change
 SAVE_EVERY = 100  # steps between checkpoints: a kill loses at most these
 HELD_OUT = 50  # documents never trained on, scored after training: does the model generalize?
+HINT = ('\nEach row is a position: its weights on itself and the positions before it add up to 100.'
+        '\nWeight just left of the diagonal: it looks at the previous character. A tall column:'
+        '\nlater positions look back at one letter. An even row: it averages all so far.')
 # Ctrl-C (SIGINT) and SIGTERM, once program() catches them. In training, the first one lets the
 # step finish, so that the run can be saved; anywhere else, or a second time, it stops at once.
 STOP = {'signals': [], 'training': False}
@@ -376,12 +379,18 @@ def load(path):
 
 
 def explain(model, text):
-    """After BOS and after each character of text: the 5 likeliest next tokens, (prob, char)."""
+    """After BOS and after each character of text: the 5 likeliest next tokens, as (probability,
+    name). Then, for each layer and head, a row per position: its weights on the ones so far."""
     cache = model.empty_cache()
     names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
+    predictions = []
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, cache))]
-        yield text[:pos], sorted(zip(probs, names), reverse=True)[:5]
+        predictions.append(sorted(zip(probs, names), reverse=True)[:5])
+    heads = range(model.n_head)  # the cache keeps every head's weights, one position after another
+    attention = [[[[w.data for w in row] for row in seen[head::model.n_head]] for head in heads]
+                 for _, _, seen in cache]
+    return predictions, attention
 
 
 def sparkline(losses, encoding, width=40):
@@ -511,9 +520,8 @@ def report(model, docs, run, text):
               f'the last {min(len(losses), 100)} steps: {fmean(losses[-100:]):.4f})')
     elif losses and not run['pretrained']:
         print(f'held-out loss: none, all {len(docs)} documents were trained on')
-    for prefix, top in explain(model, text) if text else []:
-        guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
-        print(f'next after {prefix!r:>{len(text) + 2}}: {guesses}')
+    if text:
+        show(model, text)
     if run['samples']:
         print('\n--- inference (new, hallucinated names) ---')
     texts = []
@@ -523,6 +531,23 @@ def report(model, docs, run, text):
     if docs and texts:  # exact matches, against the documents in a list: 20 scans, milliseconds
         new = sum(text not in docs for text in texts)
         print(f'new: {new} of {len(texts)} samples are not in the data')
+
+
+def show(model, text):
+    """Print what explain() finds: the likeliest next characters, and where each head looks."""
+    predictions, attention = explain(model, text)
+    for pos, top in enumerate(predictions):
+        guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
+        print(f'next after {text[:pos]!r:>{len(text) + 2}}: {guesses}')
+    labels = ['<bos>', *text]
+    for layer, heads in enumerate(attention, 1):
+        for head, rows in enumerate(heads, 1):
+            print(f'\nattention of layer {layer}, head {head}: where each position looks, '
+                  'in percent')
+            print(' ' * 6 + ''.join(f'{label:>5}' for label in labels))
+            for label, row in zip(labels, rows):
+                print(f'{label:>5} ' + ''.join(f'{100 * weight:5.0f}' for weight in row))
+    print(HINT)
 
 
 def main(argv=None):

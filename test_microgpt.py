@@ -589,12 +589,12 @@ def test_top_k_draws_only_among_the_k_likeliest(monkeypatch):
 
 def test_explain_gives_the_softmax_of_the_logits_top_5_descending():
     model = trained_tiny_model()
-    result = list(explain(model, 'emma'))
-    assert [prefix for prefix, _ in result] == ['', 'e', 'em', 'emm', 'emma']
+    predictions, _ = explain(model, 'emma')
     names = model.tokenizer.chars + ['<end>']
     tokens = model.tokenizer.encode('emma')
     cache = model.empty_cache()
-    for pos, (prefix, top) in enumerate(result):
+    assert len(predictions) == 5  # after BOS, e, em, emm, emma
+    for pos, top in enumerate(predictions):
         logits = [z.data for z in model(tokens[pos], pos, cache)]
         exps = [math.exp(z - max(logits)) for z in logits]
         expected = sorted(zip([e / sum(exps) for e in exps], names), reverse=True)[:5]
@@ -606,9 +606,47 @@ def test_explain_gives_the_softmax_of_the_logits_top_5_descending():
 def test_explain_names_bos_end_and_covers_a_small_vocabulary_whole():
     random.seed(2)
     model = GPT(Tokenizer('ab'), n_embd=4, n_head=1, block_size=4)
-    for _, top in explain(model, 'ab'):
+    for top in explain(model, 'ab')[0]:
         assert sorted(char for _, char in top) == ['<end>', 'a', 'b']
         assert sum(p for p, _ in top) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_attention_rows_are_probabilities_one_weight_per_position_so_far():
+    model = trained_tiny_model()  # 2 layers, 2 heads
+    _, attention = explain(model, 'olivia')
+    assert len(attention) == 2 and all(len(heads) == 2 for heads in attention)
+    for heads in attention:
+        for rows in heads:
+            assert [len(row) for row in rows] == [1, 2, 3, 4, 5, 6, 7]  # BOS and 6 characters
+            assert all(sum(row) == pytest.approx(1.0, rel=1e-12) for row in rows)
+            assert all(0 < weight < 1 for row in rows[1:] for weight in row)
+
+
+def test_attention_weights_are_the_softmax_of_scaled_dot_products_by_hand():
+    numbers = iter([math.sin(i + 1) for i in range(10_000)])  # known parameters
+    model = GPT(Tokenizer('ab'), n_layer=1, n_embd=4, n_head=2, block_size=4,
+                init=lambda: next(numbers))
+
+    def rms(x):
+        scale = (sum(v * v for v in x) / len(x) + 1e-5) ** -0.5
+        return [v * scale for v in x]
+
+    def times(w, x):
+        return [sum(wi.data * xi for wi, xi in zip(row, x)) for row in w]
+    layer, tokens = model.layers[0], model.tokenizer.encode('bab')  # BOS b a b
+    inputs = [rms(rms([t.data + p.data for t, p in zip(model.wte[token], model.wpe[pos])]))
+              for pos, token in enumerate(tokens)]  # what the first layer's attention reads
+    queries = [times(layer['wq'], x) for x in inputs]
+    keys = [times(layer['wk'], x) for x in inputs]
+    _, attention = explain(model, 'bab')
+    for head in range(2):
+        part = slice(2 * head, 2 * head + 2)  # head_dim 2
+        for i in range(4):
+            scores = [sum(q * k for q, k in zip(queries[i][part], keys[t][part])) / math.sqrt(2)
+                      for t in range(i + 1)]
+            exps = [math.exp(s - max(scores)) for s in scores]
+            expected = [e / sum(exps) for e in exps]
+            assert attention[0][head][i] == pytest.approx(expected, rel=1e-12)
 
 
 # --- The loss curve -------------------------------------------------------------------------
@@ -1394,10 +1432,38 @@ def test_explain_prints_the_top_5_after_each_prefix(tiny_file, capsys):
     assert status == 0
     _, model = small_model_as_the_cli_trains_it(tiny_file, 5)
     # a line per prefix: the 5 likeliest next characters, each with its probability in percent
-    shown = [re.findall(r'(\S+) +(\d+\.\d)%', line) for line in out.splitlines()]
-    shown = [guesses for guesses in shown if guesses]
-    expected = [[(char, f'{100 * p:.1f}') for p, char in top] for _, top in explain(model, 'ol')]
+    shown = [re.findall(r'(\S+) +(\d+\.\d)%', line) for line in out.splitlines()
+             if line.startswith('next after')]
+    expected = [[(char, f'{100 * p:.1f}') for p, char in top] for top in explain(model, 'ol')[0]]
     assert shown == expected and len(expected) == 3
+
+
+def test_explain_prints_a_triangle_of_attention_per_layer_and_head(tiny_file, capsys):
+    args = ['--data', tiny_file, '--steps', '3', '--samples', '0', '--n-layer', '2',
+            '--n-embd', '8', '--n-head', '2', '--block-size', '8']
+    status, out, _ = cli(capsys, *args, '--explain', 'emma')
+    assert status == 0
+    lines = out.splitlines()
+    titles = [i for i, line in enumerate(lines) if line.startswith('attention of layer')]
+    assert [lines[i] for i in titles] == [
+        f'attention of layer {layer}, head {head}: where each position looks, in percent'
+        for layer in (1, 2) for head in (1, 2)]  # one block per layer and head
+    random.seed(42)
+    docs = read_documents(tiny_file)
+    model = GPT(Tokenizer(''.join(docs)), n_layer=2, n_embd=8, n_head=2, block_size=8)
+    for _ in train(model, docs, 3):
+        pass
+    _, attention = explain(model, 'emma')
+    for block, i in enumerate(titles):
+        assert lines[i + 1].split() == ['<bos>', 'e', 'm', 'm', 'a']
+        rows = [line.split() for line in lines[i + 2:i + 7]]
+        weights = attention[block // 2][block % 2]
+        assert [row[0] for row in rows] == ['<bos>', 'e', 'm', 'm', 'a']
+        assert [row[1:] for row in rows] == [[f'{100 * w:.0f}' for w in row] for row in weights]
+        assert all(abs(sum(map(int, row[1:])) - 100) <= len(row) for row in rows)  # rounding
+    assert 'previous character' in out  # what to look for
+    status, plain, _ = cli(capsys, *args)
+    assert 'attention' not in plain  # only --explain shows it
 
 
 def test_prompt_starts_every_sample(tiny_file, capsys):
