@@ -1648,7 +1648,8 @@ def test_a_second_ctrl_c_in_training_stops_at_once(tmp_path):
 
 def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_file):
     proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '200', *SMALL],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line written at once
     first = proc.stdout.readline()  # as `| head -1` reads
     proc.stdout.close()
     err = proc.stderr.read()
