@@ -45,11 +45,11 @@ def binary(forward, d_dx, d_dy):
         if isinstance(other, Value):
             x, y = self.data, other.data
             return Value(forward(x, y), (self, other), (d_dx(x, y), d_dy(x, y)))
-        if isinstance(other, (int, float)):  # a plain number is a constant: not a child
+        if isinstance(other, (int, float)):  # a plain number is a constant, not a child
             return Value(forward(self.data, other), (self,), (d_dx(self.data, other),))
         return NotImplemented  # so Python raises its usual TypeError
 
-    def reflected(self, other):  # Python runs 2 - v as v.__rsub__(2): other is x, self is y
+    def reflected(self, other):  # Python runs 2 - v as v.__rsub__(2), so other is x, self is y
         if isinstance(other, (int, float)):
             return Value(forward(other, self.data), (self,), (d_dy(other, self.data),))
         return NotImplemented
@@ -62,8 +62,8 @@ def unary(forward, derivative):
 
 
 class Value:
-    """A number, and a node in the computation graph. It keeps the children it was computed from,
-    and its local gradients: how much it moves per unit of each child. backward() sets grad."""
+    """A number, and a node of the computation graph. It keeps the children it was computed from
+    and its local gradients, which say how much it moves per unit of each child."""
     __slots__ = ('children', 'data', 'grad', 'local_grads')  # a step makes thousands of values
 
     def __init__(self, data, children=(), local_grads=()):
@@ -84,9 +84,9 @@ class Value:
         return Value(self.data, (self,), (1.0,)) if self.data > 0 else Value(0.0)
 
     def backward(self):
-        """Add d(self)/d(v) to v.grad for every value v that self depends on. As it adds, each grad
-        must start at 0: adam() sets them back. A topological sort first puts each value after its
-        children: a depth-first search with its own stack, as recursion would hit Python's limit."""
+        """Add d(self)/d(v) to v.grad for each value v that self depends on. The grads add up, so
+        adam() sets them back to 0 after each step. A topological sort first puts every value after
+        its children. It searches depth first with a stack, so that deep graphs hit no limit."""
         order, visited, stack = [], set(), [(self, False)]
         while stack:
             value, expanded = stack.pop()
@@ -149,7 +149,7 @@ def cross_entropy(logits, target):
 
 
 # The model, a GPT-2-style transformer. It reads one token at a time and predicts the next one.
-# A layer's matrices, as (rows, columns) in multiples of the width n_embd: fc1 is 4 n_embd x n_embd.
+# Each layer's matrices, with (rows, columns) in multiples of n_embd. So fc1 is 4 n_embd by n_embd.
 LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
 
@@ -176,7 +176,7 @@ class GPT:
         return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
-        """The logits after `token` at position `pos`: a score for each token that may come next."""
+        """The logits after `token` at position `pos`, which score each token that may come next."""
         x = rmsnorm([t + p for t, p in zip(self.wte[token], self.wpe[pos])])
         for layer, layer_cache in zip(self.layers, cache):
             # Each block adds to x, the residual stream, rather than replacing it.
@@ -396,8 +396,10 @@ def explain(model, text):
 def sparkline(losses, encoding, width=40):
     """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
     bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
-    if bars.encode(encoding or 'ascii', 'replace') != bars.encode(encoding or 'ascii', 'ignore'):
-        bars = '_.-~=+*#'  # the output cannot show the blocks: ASCII, lowest to highest
+    try:
+        bars.encode(encoding or 'ascii')
+    except UnicodeEncodeError:  # the output cannot show the blocks: ASCII, lowest to highest
+        bars = '_.-~=+*#'
     n = min(width, len(losses))
     means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
     low, high = min(means), max(means)
@@ -437,12 +439,15 @@ def prepare(args, given):
     checkpoint's; or the --resume checkpoint's run, with the random stream where it stopped."""
     checkpoint = args['load'] or args['resume']
     model, run = load(checkpoint) if checkpoint else (None, None)
-    for name in sorted(given.keys() & SAMPLING) if args['resume'] else []:
-        if given[name] != run[name]:
-            print(f'--{name.replace("_", "-")} {given[name]!r} instead of the run\'s {run[name]!r}')
-        run[name] = given[name]
-    run = run if args['resume'] else {name: args[name] for name in SETTINGS}
-    data = run['data'] if args['resume'] and 'data' not in given else args['data']
+    if args['resume']:  # the run's own settings, but for the sampling flags given
+        for name in sorted(given.keys() & SAMPLING):
+            if given[name] != run[name]:
+                flag = '--' + name.replace('_', '-')
+                print(f"{flag} {given[name]!r} instead of the run's {run[name]!r}")
+            run[name] = given[name]
+        data = args['data'] if 'data' in given else run['data']
+    else:
+        run, data = {name: args[name] for name in SETTINGS}, args['data']
     random.seed(run['seed'])
     # Documents are needed to train, to build a new model's vocabulary, and to report a run.
     docs = read_documents(data) if run['steps'] or not model or args['resume'] and data else []
