@@ -40,7 +40,7 @@ class Tokenizer:
 # Autograd. A Value is a number that remembers how it was computed, so gradients can flow back.
 def binary(forward, d_dx, d_dy):
     """Value's two methods for an operator, given its result for plain numbers x and y and its
-    derivatives d/dx and d/dy (a row of the table in Value). The second serves 2 - v, say."""
+    derivatives d/dx and d/dy (a row of the table in Value). The second is for 2 - v, say."""
     def method(self, other):
         if isinstance(other, Value):
             x, y = self.data, other.data
@@ -84,9 +84,9 @@ class Value:
         return Value(self.data, (self,), (1.0,)) if self.data > 0 else Value(0.0)
 
     def backward(self):
-        """Add d(self)/d(v) to v.grad for each value v that self depends on. The grads add up, so
-        adam() sets them back to 0 after each step. A topological sort first puts every value after
-        its children. It searches depth first with a stack, so that deep graphs hit no limit."""
+        """Set self.grad to 1, and add d(self)/d(v) to v.grad for each value v that self depends on
+        (adam() sets them back to 0). A topological sort first puts every value after its children.
+        It searches depth first, with a stack of its own, so that deep graphs hit no limit."""
         order, visited, stack = [], set(), [(self, False)]
         while stack:
             value, expanded = stack.pop()
@@ -144,7 +144,7 @@ def cross_entropy(logits, target):
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
     total = sum(exps)
-    grads = [e / total - (i == target) for i, e in enumerate(exps)]
+    grads = [e / total - float(i == target) for i, e in enumerate(exps)]
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
@@ -161,7 +161,7 @@ class GPT:
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
         # An embedding is a learned row of n_embd numbers, for a token (wte) or a position (wpe).
-        # lm_head turns the final x into a logit per token. The order is the classic microgpt's.
+        # lm_head turns the final x into a logit per token. The order gives the classic's draws.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
@@ -171,8 +171,8 @@ class GPT:
         self.params = [p for mat in mats for row in mat for p in row]
 
     def empty_cache(self):
-        """For each layer, the keys and values of the positions read so far, and the attention
-        weights each head gave them (for --explain, which prints them). It starts empty."""
+        """For each layer, the keys and values of the positions read so far, and for each position
+        and head in turn, the attention weights it gave them (--explain prints those)."""
         return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
@@ -186,7 +186,7 @@ class GPT:
             x = [a + b for a, b in zip(x, linear(hidden, layer['fc2']))]
         return linear(x, self.lm_head)
 
-    def attention(self, x, layer, keys, values, seen):
+    def attention(self, x, layer, keys, values, head_weights):
         """What this position gathers from the positions so far. Its query is matched against each
         one's key, and it takes in each one's value in proportion to how well they match."""
         query = linear(x, layer['wq'])
@@ -198,17 +198,17 @@ class GPT:
             # scaled, so that the softmax does not put all its weight on one position
             scores = [dot(query[head], key[head]) / self.head_dim**0.5 for key in keys]
             weights = softmax(scores)
-            seen.append(weights)
+            head_weights.append(weights)
             for j in range(start, start + self.head_dim):  # a weighted sum of the values
                 out.append(dot(weights, [value[j] for value in values]))
         return linear(out, layer['wo'])  # wo mixes what the heads found
 
 
-# Adam. Plain gradient descent would do p.data -= lr * p.grad. Adam divides a running mean of the
-# gradient (m) by the root of one of its square (v), so every step is about lr in size.
+# Adam. Plain gradient descent would do p.data -= lr * p.grad. Adam divides the running mean of the
+# gradient (m) by the root of the running mean of its square (v): no step is much bigger than lr.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
     """One update, with the classic microgpt's settings; then each gradient is set back to 0."""
-    lr_t = lr * (1 - step / num_steps)  # the learning rate decays linearly to 0
+    lr_t = lr * (1 - step / num_steps)  # the learning rate decays linearly toward 0
     # m and v start at 0, so they are too small at first. Dividing by these undoes that.
     m_correction, v_correction = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
     for i, p in enumerate(params):
@@ -222,9 +222,9 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 # of ln 27 = 3.30 is a uniform guess among the 27 tokens of the names.
 def document_loss(model, doc):
     """The mean loss of predicting each next token of BOS, doc, BOS. The cache keeps each position's
-    keys and values in the graph, so a later position's loss also trains the earlier ones."""
+    keys and values in the graph, so a later loss sends gradients back to earlier positions too."""
     tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)  # a document longer than the block is cut
+    n = min(model.block_size, len(tokens) - 1)  # a document of block_size or more loses its end
     cache = model.empty_cache()
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
     return sum(losses) / n
@@ -232,7 +232,7 @@ def document_loss(model, doc):
 
 def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
     """Train from step `start`, yielding (step, loss) after each step. moments are Adam's m and v,
-    which a resumed run passes in."""
+    which a resumed run passes in; they are updated in place."""
     if start < num_steps and not docs:
         raise ValueError('no documents to train on')
     m, v = moments or ([0.0] * len(model.params), [0.0] * len(model.params))
@@ -249,7 +249,7 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
 # backward() follows, so the graph that each step builds is simply dropped.
 def sample(model, temperature=0.5, prompt='', top_k=0):
     """Text that starts with prompt, until BOS or the end of the block. A temperature below 1
-    favours likely tokens. With top_k above 0, only the k likeliest tokens can be drawn."""
+    favours likely tokens. With top_k above 0, only the k likeliest (and ties) can be drawn."""
     if not (0 < temperature < math.inf and top_k >= 0 and len(prompt) < model.block_size):
         raise ValueError(f'need temperature > 0, top_k >= 0, prompt < {model.block_size} chars')
     tokens = model.tokenizer.encode(prompt)
@@ -308,23 +308,30 @@ FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
 
 
 def finite(numbers, count):
+    """Whether numbers is a list of count finite numbers."""
     return len(numbers) == count and all(math.isfinite(number) for number in numbers)
 
 
-# A run is its SETTINGS, checked as the flags are, and its state: a test of each field of the
-# state, given the run and its model's number of parameters n.
+def random_state(state):
+    """Whether random.setstate() takes state, as JSON keeps it: a throwaway generator tries it."""
+    random.Random().setstate((state[0], tuple(state[1]), state[2]))  # raises when it does not
+    return True
+
+
+# A run is its SETTINGS (load() checks them as parse_args() checks flags) and its state. The state
+# is these fields; each has a test, given the run and the model's number of parameters n.
 STATE = {'losses': lambda x, run, n: finite(x, len(x)) and len(x) <= run['steps'],
          'm': lambda x, run, n: finite(x, n), 'v': lambda x, run, n: finite(x, n) and min(x) >= 0,
          'data': lambda x, run, n: type(x) is str, 'sha256': lambda x, run, n: type(x) is str,
-         'pretrained': lambda x, run, n: type(x) is bool,  # and random.setstate() takes random:
-         'random': lambda x, run, n: random.Random().setstate((x[0], tuple(x[1]), x[2])) is None}
+         'pretrained': lambda x, run, n: type(x) is bool,
+         'random': lambda x, run, n: random_state(x)}
 
 
 def save(model, path, run):
     """Write the model and the run to path as JSON, atomically: into a new file beside it, flushed
     to disk, then renamed over it. Never over the data, nor over what is not a regular file."""
-    data = run['data']
-    if os.path.exists(path) and (not os.path.isfile(path) or data and os.path.samefile(path, data)):
+    data, exists = run['data'], os.path.exists(path)
+    if exists and (not os.path.isfile(path) or (data and os.path.samefile(path, data))):
         raise ValueError(f'--save {path} is the data or not a regular file: give another path')
     if not finite([p.data for p in model.params], len(model.params)):
         raise FloatingPointError(f'the model is no longer finite, so {path} was kept as it was')
@@ -344,8 +351,8 @@ def save(model, path, run):
 
 
 def load(path):
-    """The model and the run that save() wrote to path. Anything else raises a ValueError that
-    names the field that is wrong."""
+    """The model and the run that save() wrote to path. A file that cannot be read raises OSError;
+    anything but a checkpoint, a ValueError that names the field that is wrong."""
     field = 'text'  # the field being checked, named if it is wrong
     try:
         with open(path, encoding='utf-8') as f:
@@ -357,8 +364,8 @@ def load(path):
         vocab = ckpt['vocab']
         if type(vocab) is not str or list(vocab) != sorted(set(vocab)):
             raise ValueError('it must hold each character once, in order')
-        field = 'config and params'  # too few params stop GPT()
-        floats = iter(ckpt['params'])
+        field = 'config and params'
+        floats = iter(ckpt['params'])  # too few, and next() raises StopIteration inside GPT()
         model = GPT(Tokenizer(vocab), **ckpt['config'], init=lambda: next(floats))
         field = 'params'
         if not finite(ckpt['params'], len(model.params)):
@@ -367,12 +374,13 @@ def load(path):
         run = {**{name: FLAGS[name][1] for name in SAMPLING}, **ckpt['run']}
         if run.keys() != set(SETTINGS) | STATE.keys():
             raise ValueError(f'its fields are {", ".join(SETTINGS + tuple(STATE))}')
+        # The settings, written as flags, meet the same checks as the flags of the command line.
         settings, _ = parse_args([f'--{name.replace("_", "-")}={run[name]}' for name in SETTINGS])
         run.update({name: settings[name] for name in SETTINGS})
         for name, test in STATE.items():
             field = f'run.{name}'
             if not test(run[name], run, len(model.params)):
-                raise ValueError('see the format in README.md')
+                raise ValueError('it is not what save() writes')
         return model, run
     except (KeyError, TypeError, ValueError, IndexError, StopIteration, OverflowError) as e:
         raise ValueError(f'{path} is not a microgpt checkpoint: its {field} is wrong ({e})') from e
@@ -387,9 +395,9 @@ def explain(model, text):
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, cache))]
         predictions.append(sorted(zip(probs, names), reverse=True)[:5])
-    heads = range(model.n_head)  # the cache keeps every head's weights, one position after another
-    attention = [[[[w.data for w in row] for row in seen[head::model.n_head]] for head in heads]
-                 for _, _, seen in cache]
+    heads = range(model.n_head)  # the cache keeps each head's weights, one position after another
+    attention = [[[[w.data for w in row] for row in head_weights[head::model.n_head]]
+                  for head in heads] for _, _, head_weights in cache]
     return predictions, attention
 
 
@@ -413,7 +421,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    """The settings: the flags given, checked, and the defaults of the others; and those given."""
+    """Every flag's value, given or default, once checked; and the names of the flags given."""
     parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
     for name, (kind, default, meaning) in FLAGS.items():
         flag = '--' + name.replace('_', '-')
@@ -448,9 +456,10 @@ def prepare(args, given):
         data = args['data'] if 'data' in given else run['data']
     else:
         run, data = {name: args[name] for name in SETTINGS}, args['data']
-    random.seed(run['seed'])
+    random.seed(run['seed'])  # a resumed run too: its documents are shuffled as they were
     # Documents are needed to train, to build a new model's vocabulary, and to report a run.
-    docs = read_documents(data) if run['steps'] or not model or args['resume'] and data else []
+    docs = read_documents(data) if run['steps'] or not model or (args['resume'] and data) else []
+    digest = ''
     if docs:
         print(f'num docs: {len(docs)}')
         with open(data, 'rb') as f:
@@ -470,7 +479,7 @@ def prepare(args, given):
     else:
         n = len(model.params)
         run.update(losses=[], m=[0.0] * n, v=[0.0] * n, pretrained=bool(args['load']),
-                   sha256=digest if docs else '')
+                   sha256=digest)
     run['data'] = os.path.abspath(data) if docs else ''
     return model, docs, run
 
@@ -483,7 +492,7 @@ def train_and_save(model, docs, run, path):
     if path:
         save(model, path, run)  # at once: a path that cannot be written fails before training
     STOP['training'] = True
-    try:
+    try:  # train() updates run's m and v in place, so save() writes them as they are
         for _, loss in train(model, docs, steps, run['lr'], first, (run['m'], run['v'])):
             losses.append(loss)
             print_step(losses, steps, tty, first, start_time)
@@ -494,7 +503,8 @@ def train_and_save(model, docs, run, path):
                 break
     except ArithmeticError as e:  # a loss or a gradient out of range: the model is spoilt
         held = f'; {path} still holds step {saved}' if path else ''
-        raise FloatingPointError(f'step {len(losses) + 1} diverged ({e.args[-1]}) with --lr '
+        reason = e.args[-1]  # an OverflowError's args are an error number and the message
+        raise FloatingPointError(f'step {len(losses) + 1} diverged ({reason}) with --lr '
                                  f'{run["lr"]}: try a lower --lr{held}') from None
     finally:
         STOP['training'] = False
@@ -505,11 +515,11 @@ def train_and_save(model, docs, run, path):
 def print_step(losses, steps, tty, first, start_time):
     """The reference's step line; on a terminal, one line rewritten in place with more to see."""
     line = f'step {len(losses):4d} / {steps:4d} | loss {losses[-1]:.4f}'
-    if not tty:
-        return print(line)
-    rate = (len(losses) - first) / (time.perf_counter() - start_time)  # steps a second
-    print(f'\r{line} | last 100: {fmean(losses[-100:]):.4f} | {rate:.1f} steps/s | '
-          f'{(steps - len(losses)) / rate:.0f} s left ', end='', flush=True)
+    if tty:
+        rate = (len(losses) - first) / (time.perf_counter() - start_time)  # steps a second
+        line = (f'\r{line} | last 100: {fmean(losses[-100:]):.4f} | {rate:.1f} steps/s | '
+                f'{(steps - len(losses)) / rate:.0f} s left ')
+    print(line, end='' if tty else '\n', flush=tty)
 
 
 def report(model, docs, run, text):
@@ -533,8 +543,8 @@ def report(model, docs, run, text):
     for i in range(run['samples']):
         texts.append(sample(model, run['temperature'], run['prompt'], run['top_k']))
         print(f'sample {i + 1:2d}: {texts[-1]}')
-    if docs and texts:  # exact matches, against the documents in a list: 20 scans, milliseconds
-        new = sum(text not in docs for text in texts)
+    if docs and texts:
+        new = sum(drawn not in docs for drawn in texts)
         print(f'new: {new} of {len(texts)} samples are not in the data')
 
 
@@ -543,7 +553,7 @@ def show(model, text):
     predictions, attention = explain(model, text)
     for pos, top in enumerate(predictions):
         guesses = '  '.join(f'{char} {100 * prob:4.1f}%' for prob, char in top)
-        print(f'next after {text[:pos]!r:>{len(text) + 2}}: {guesses}')
+        print(f'next after {repr(text[:pos]).rjust(len(text) + 2)}: {guesses}')
     labels = ['<bos>', *text]
     for layer, heads in enumerate(attention, 1):
         for head, rows in enumerate(heads, 1):
@@ -556,8 +566,9 @@ def show(model, text):
 
 
 def main(argv=None):
-    """The command line. Its exit status: 0 when done, 1 when training diverged, 2 for bad input,
-    and 128 + the signal's number when one stopped it (130 for Ctrl-C, 143 for SIGTERM)."""
+    """The command line. Its exit status: 0 when done; 1 when training diverged; 2 for bad input,
+    a file that cannot be read or written, or no memory left; 141 when the output's reader went
+    away; else 128 + the number of the signal that stopped it (130 for Ctrl-C, 143 for SIGTERM)."""
     STOP['signals'].clear()
     try:
         args, given = parse_args(sys.argv[1:] if argv is None else argv)
@@ -572,7 +583,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass  # stopped at once: see STOP
     except BrokenPipeError:  # the reader of the output went away, as head does: end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return 128 + signal.SIGPIPE
     except (ArithmeticError, MemoryError, OSError, ValueError) as e:
         print(f'microgpt: error: {str(e) or type(e).__name__}', file=sys.stderr)
