@@ -80,7 +80,7 @@ class Value:
     log = unary(math.log, lambda x: 1 / x)
     exp = unary(math.exp, math.exp)
 
-    def relu(self):  # below 0 the result is the constant 0, so no gradient flows back through it
+    def relu(self):  # at or below 0 the result is the constant 0: no gradient flows back through it
         return Value(self.data, (self,), (1.0,)) if self.data > 0 else Value(0.0)
 
     def backward(self):
@@ -148,7 +148,7 @@ def cross_entropy(logits, target):
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
-# The model, a GPT-2-style transformer. It reads one token at a time and predicts the next one.
+# The model: GPT-2's design, without biases and with ReLU and RMSNorm, reading one token at a time.
 # Each layer's matrices, with (rows, columns) in multiples of n_embd. So fc1 is 4 n_embd by n_embd.
 LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
 
@@ -161,7 +161,7 @@ class GPT:
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
         # An embedding is a learned row of n_embd numbers, for a token (wte) or a position (wpe).
-        # lm_head turns the final x into a logit per token. The order gives the classic's draws.
+        # lm_head makes the final x a logit per token. The order gives the classic's random draws.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
@@ -288,9 +288,7 @@ HELD_OUT = 50  # documents never trained on, scored after training: does the mod
 HINT = ('\nEach row is a position: its weights on itself and the positions before it add up to 100.'
         '\nWeight just left of the diagonal: it looks at the previous character. A tall column:'
         '\nlater positions look back at one letter. An even row: it averages all so far.')
-# Ctrl-C (SIGINT) and SIGTERM, once program() catches them. In training, the first one lets the
-# step finish, so that the run can be saved; anywhere else, or a second time, it stops at once.
-STOP = {'signals': [], 'training': False}
+STOP = {'signals': [], 'training': False}  # the signals stop() has caught, and when: see stop()
 FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
     'data': (str, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt'),
              'UTF-8 text, one document a line'),
@@ -307,24 +305,14 @@ FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
     'resume': (str, '', 'continue the run saved in this checkpoint')}
 
 
-def finite(numbers, count):
-    """Whether numbers is a list of count finite numbers."""
-    return len(numbers) == count and all(math.isfinite(number) for number in numbers)
+def all_finite(numbers):
+    return all(math.isfinite(number) for number in numbers)  # a TypeError if they are not numbers
 
 
-def random_state(state):
+def is_random_state(state):
     """Whether random.setstate() takes state, as JSON keeps it: a throwaway generator tries it."""
     random.Random().setstate((state[0], tuple(state[1]), state[2]))  # raises when it does not
     return True
-
-
-# A run is its SETTINGS (load() checks them as parse_args() checks flags) and its state. The state
-# is these fields; each has a test, given the run and the model's number of parameters n.
-STATE = {'losses': lambda x, run, n: finite(x, len(x)) and len(x) <= run['steps'],
-         'm': lambda x, run, n: finite(x, n), 'v': lambda x, run, n: finite(x, n) and min(x) >= 0,
-         'data': lambda x, run, n: type(x) is str, 'sha256': lambda x, run, n: type(x) is str,
-         'pretrained': lambda x, run, n: type(x) is bool,
-         'random': lambda x, run, n: random_state(x)}
 
 
 def save(model, path, run):
@@ -333,7 +321,7 @@ def save(model, path, run):
     data, exists = run['data'], os.path.exists(path)
     if exists and (not os.path.isfile(path) or (data and os.path.samefile(path, data))):
         raise ValueError(f'--save {path} is the data or not a regular file: give another path')
-    if not finite([p.data for p in model.params], len(model.params)):
+    if not all_finite(p.data for p in model.params):
         raise FloatingPointError(f'the model is no longer finite, so {path} was kept as it was')
     ckpt = {'format': 'microgpt', 'version': 3, 'vocab': ''.join(model.tokenizer.chars),
             'config': {size: getattr(model, size) for size in SIZES},
@@ -364,25 +352,35 @@ def load(path):
         vocab = ckpt['vocab']
         if type(vocab) is not str or list(vocab) != sorted(set(vocab)):
             raise ValueError('it must hold each character once, in order')
-        field = 'config and params'
-        floats = iter(ckpt['params'])  # too few, and next() raises StopIteration inside GPT()
-        model = GPT(Tokenizer(vocab), **ckpt['config'], init=lambda: next(floats))
+        field = 'config'
+        params = iter(ckpt['params'])  # GPT() takes them in the order save() wrote them
+        model = GPT(Tokenizer(vocab), **ckpt['config'], init=lambda: next(params))
+        n = len(model.params)
         field = 'params'
-        if not finite(ckpt['params'], len(model.params)):
-            raise ValueError(f'its config needs {len(model.params)} finite numbers')
+        if len(ckpt['params']) != n or not all_finite(ckpt['params']):
+            raise ValueError(f'its config needs {n} finite numbers')
         field = 'run'  # version 2 kept no sampling settings: the defaults stand in for them
         run = {**{name: FLAGS[name][1] for name in SAMPLING}, **ckpt['run']}
-        if run.keys() != set(SETTINGS) | STATE.keys():
-            raise ValueError(f'its fields are {", ".join(SETTINGS + tuple(STATE))}')
+        state = {  # the fields of a run besides its settings, and a test of each
+            'losses': lambda x: all_finite(x) and len(x) <= run['steps'],
+            'm': lambda x: all_finite(x) and len(x) == n,
+            'v': lambda x: all_finite(x) and len(x) == n and min(x) >= 0,  # means of squares
+            'data': lambda x: type(x) is str, 'sha256': lambda x: type(x) is str,
+            'pretrained': lambda x: type(x) is bool, 'random': is_random_state}
+        if run.keys() != set(SETTINGS) | state.keys():
+            raise ValueError(f'its fields are {", ".join([*SETTINGS, *state])}')
         # The settings, written as flags, meet the same checks as the flags of the command line.
         settings, _ = parse_args([f'--{name.replace("_", "-")}={run[name]}' for name in SETTINGS])
         run.update({name: settings[name] for name in SETTINGS})
-        for name, test in STATE.items():
+        for name, test in state.items():
             field = f'run.{name}'
-            if not test(run[name], run, len(model.params)):
+            if not test(run[name]):
                 raise ValueError('it is not what save() writes')
         return model, run
-    except (KeyError, TypeError, ValueError, IndexError, StopIteration, OverflowError) as e:
+    except StopIteration:  # next() found no more params while GPT() was still making them
+        raise ValueError(f'{path} is not a microgpt checkpoint: it has fewer params than its '
+                         'config needs') from None
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
         raise ValueError(f'{path} is not a microgpt checkpoint: its {field} is wrong ({e})') from e
 
 
@@ -433,8 +431,10 @@ def parse_args(argv):
         raise ValueError('--temperature and --lr must be finite numbers above 0')
     if min(args['steps'], args['samples'], args['top_k']) < 0:
         raise ValueError('--steps, --samples and --top-k must be 0 or more')
+    if args['load'] and args['resume']:
+        raise ValueError('--load and --resume: give one or the other')
     # A checkpoint decides the sizes, and a resumed run also its seed, lr and steps.
-    fixed = set(SIZES) | ({'seed', 'lr', 'steps', 'load'} if args['resume'] else set())
+    fixed = set(SIZES) | ({'seed', 'lr', 'steps'} if args['resume'] else set())
     clash = sorted(given.keys() & fixed) if args['load'] or args['resume'] else []
     if clash:
         flags = ' '.join('--' + name.replace('_', '-') for name in clash)
@@ -457,8 +457,9 @@ def prepare(args, given):
     else:
         run, data = {name: args[name] for name in SETTINGS}, args['data']
     random.seed(run['seed'])  # a resumed run too: its documents are shuffled as they were
-    # Documents are needed to train, to build a new model's vocabulary, and to report a run.
-    docs = read_documents(data) if run['steps'] or not model or (args['resume'] and data) else []
+    # The documents, to train, to make a new model's vocabulary, or to report a run that had them
+    needs_docs = run['steps'] or not model or (args['resume'] and data)
+    docs = read_documents(data) if needs_docs else []
     digest = ''
     if docs:
         print(f'num docs: {len(docs)}')
@@ -503,7 +504,7 @@ def train_and_save(model, docs, run, path):
                 break
     except ArithmeticError as e:  # a loss or a gradient out of range: the model is spoilt
         held = f'; {path} still holds step {saved}' if path else ''
-        reason = e.args[-1]  # an OverflowError's args are an error number and the message
+        reason = e.args[-1]  # the message, without the error number an OverflowError may have
         raise FloatingPointError(f'step {len(losses) + 1} diverged ({reason}) with --lr '
                                  f'{run["lr"]}: try a lower --lr{held}') from None
     finally:
@@ -528,7 +529,7 @@ def report(model, docs, run, text):
     losses, steps = run['losses'], run['steps']
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
-    unseen = docs[steps:steps + HELD_OUT]  # train() read docs[step % len(docs)]: these, never
+    unseen = docs[steps:steps + HELD_OUT]  # train() reads docs[step % len(docs)], so not these
     if losses and not run['pretrained'] and unseen:
         held_out = fmean(document_loss(model, doc).data for doc in unseen)
         print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of '
@@ -573,7 +574,9 @@ def main(argv=None):
     try:
         args, given = parse_args(sys.argv[1:] if argv is None else argv)
         model, docs, run = prepare(args, given)
-        path = args['save'] or args['resume']  # a resumed run goes on saving where it was
+        path = args['save'] or args['resume']  # without --save, a resumed run saves where it was
+        if args['save'] and os.path.isfile(path) and path not in (args['load'], args['resume']):
+            raise ValueError(f'{path} exists: continue it with --resume, or give another --save')
         train_and_save(model, docs, run, path)
         if not STOP['signals']:
             report(model, docs, run, args['explain'])
@@ -592,7 +595,10 @@ def main(argv=None):
 
 
 def stop(signum, frame):
-    """program()'s handler for Ctrl-C and SIGTERM: see STOP."""
+    """Ctrl-C (SIGINT) and SIGTERM, once program() has made this their handler. During training
+    (STOP['training']), the first one is only noted: the step in progress finishes, and then
+    train_and_save() saves the run and stops it. Anywhere else, or a second time, the program
+    stops at once, with a KeyboardInterrupt that main() turns into its exit status."""
     STOP['signals'].append(signum)
     if len(STOP['signals']) > 1 or not STOP['training']:
         raise KeyboardInterrupt

@@ -1181,7 +1181,7 @@ def test_save_onto_the_data_or_a_non_regular_file_is_refused_before_training(tar
         path.symlink_to(data)
     status, out, err = cli(capsys, '--data', data, '--steps', '3', *SMALL, '--save', path)
     assert status == 2 and step_lines(out) == []
-    one_error_line(err, f'--save {path}', 'the data or not a regular file')
+    one_error_line(err, str(path), 'exists' if target != 'a FIFO' else 'not a regular file')
     assert data.read_bytes() == before and os.path.lexists(path)
     assert target != 'a FIFO' or stat.S_ISFIFO(os.stat(path).st_mode)
 
@@ -1196,8 +1196,8 @@ def test_a_disk_that_fills_during_training_keeps_the_old_checkpoint(
     def disk_full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(os, 'fsync', disk_full)
-    status, _, err = cli(capsys, '--data', tiny_file, '--steps', '3', '--samples', '0',
-                         '--seed', '1', *SMALL, '--save', path)
+    status, _, err = cli(capsys, '--load', path, '--data', tiny_file, '--steps', '3',
+                         '--samples', '0', '--save', path)  # train it further, in place
     assert status == 2
     one_error_line(err, os.strerror(errno.ENOSPC))
     assert path.read_bytes() == old
@@ -1314,7 +1314,20 @@ def test_resume_refuses_what_the_checkpoint_sets(flags, interrupted, capsys):
     path, _ = interrupted
     status, out, err = cli(capsys, '--resume', path, *flags)
     assert (status, out) == (2, '')
-    one_error_line(err, flags[0].split('=')[0], 'checkpoint')
+    one_error_line(err, flags[0].split('=')[0], 'checkpoint' if flags[0] != '--load' else '--resume')
+
+
+def test_save_refuses_an_existing_file_it_did_not_load_and_keeps_it(tiny_file, tmp_path, capsys):
+    path = tmp_path / 'run.json'
+    args = ['--data', tiny_file, '--steps', '3', '--samples', '0', *SMALL]
+    assert cli(capsys, *args, '--save', path)[0] == 0
+    finished = path.read_bytes()
+    status, out, err = cli(capsys, *args, '--save', path)  # the same command again, by mistake
+    assert status == 2 and step_lines(out) == []
+    one_error_line(err, f'{path} exists', '--resume')
+    assert path.read_bytes() == finished
+    status, out, err = cli(capsys, '--load', path, *args[:4], '--save', path)  # on purpose
+    assert (status, err) == (0, '') and len(load(str(path))[1]['losses']) == 3
 
 
 # --- What the run reports after training ----------------------------------------------------
