@@ -1490,10 +1490,10 @@ def test_prompt_starts_every_sample(tiny_file, capsys):
 
 # --- Progress, signals and interrupted runs ------------------------------------------------
 
-def test_progress_on_a_terminal_is_one_line_rewritten_in_place(tiny_file):
+def on_a_terminal(*args):
+    """microgpt.py run with a pseudo-terminal for its output: (exit status, all it wrote)."""
     parent, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '30',
-                             '--samples', '1', *SMALL], stdout=child, stderr=child,
+    proc = subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], stdout=child, stderr=child,
                             stdin=subprocess.DEVNULL)
     os.close(child)
     output = b''
@@ -1506,7 +1506,12 @@ def test_progress_on_a_terminal_is_one_line_rewritten_in_place(tiny_file):
             break
         output += chunk
     os.close(parent)
-    assert proc.wait(timeout=60) == 0
+    return proc.wait(timeout=60), output
+
+
+def test_progress_on_a_terminal_is_one_line_rewritten_in_place(tiny_file):
+    status, output = on_a_terminal('--data', tiny_file, '--steps', '30', '--samples', '1', *SMALL)
+    assert status == 0
     step_lines_ = [line for line in output.decode().split('\n') if '\rstep ' in line]
     assert len(step_lines_) == 1  # 30 updates, one line
     assert step_lines_[0].count('\rstep') == 30
@@ -1680,22 +1685,8 @@ def test_characters_the_output_cannot_encode_are_escaped(tmp_path):
 
 
 def test_an_error_after_the_progress_line_starts_on_a_line_of_its_own(tiny_file):
-    parent, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '5',
-                             '--lr', '1e300', *SMALL], stdout=child, stderr=child,
-                            stdin=subprocess.DEVNULL)
-    os.close(child)
-    output = b''
-    while True:
-        try:
-            chunk = os.read(parent, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(parent)
-    assert proc.wait(timeout=60) == 1
+    status, output = on_a_terminal('--data', tiny_file, '--steps', '5', '--lr', '1e300', *SMALL)
+    assert status == 1
     error = [line for line in output.decode().split('\n') if 'microgpt: error' in line]
     assert len(error) == 1 and error[0].startswith('microgpt: error: step ')
 
