@@ -39,8 +39,8 @@ class Tokenizer:
 
 # Autograd. A Value is a number that remembers how it was computed, so gradients can flow back.
 def binary(forward, d_dx, d_dy):
-    """Value's two methods for an operator, given its result for plain numbers x and y and its
-    derivatives d/dx and d/dy (a row of the table in Value). The second is for 2 - v, say."""
+    """Value's methods (method, reflected) for an operator, from its result for plain numbers x
+    and y and its derivatives d/dx and d/dy: a row of the table in Value."""
     def method(self, other):
         if isinstance(other, Value):
             x, y = self.data, other.data
@@ -161,7 +161,7 @@ class GPT:
         self.tokenizer, self.n_layer, self.n_embd = tokenizer, n_layer, n_embd
         self.n_head, self.block_size, self.head_dim = n_head, block_size, n_embd // n_head
         # An embedding is a learned row of n_embd numbers, for a token (wte) or a position (wpe).
-        # lm_head makes the final x a logit per token. The order gives the classic's random draws.
+        # lm_head makes the final x into a logit for each token.
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
@@ -171,8 +171,8 @@ class GPT:
         self.params = [p for mat in mats for row in mat for p in row]
 
     def empty_cache(self):
-        """For each layer, the keys and values of the positions read so far, and for each position
-        and head in turn, the attention weights it gave them (--explain prints those)."""
+        """For each layer, the keys and values of the positions read so far, and the attention
+        weights they were given: head 1 to n_head of position 0, then of position 1, and so on."""
         return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
@@ -190,8 +190,8 @@ class GPT:
         """What this position gathers from the positions so far. Its query is matched against each
         one's key, and it takes in each one's value in proportion to how well they match."""
         query = linear(x, layer['wq'])
-        keys.append(linear(x, layer['wk']))  # later positions are not in the cache yet, so
-        values.append(linear(x, layer['wv']))  # none of them can be looked at (a causal mask)
+        keys.append(linear(x, layer['wk']))  # no later position is in the cache (a causal mask)
+        values.append(linear(x, layer['wv']))
         out = []  # the outputs of all heads, side by side
         for start in range(0, self.n_embd, self.head_dim):  # each head has its own channels
             head = slice(start, start + self.head_dim)
@@ -205,7 +205,7 @@ class GPT:
 
 
 # Adam. Plain gradient descent would do p.data -= lr * p.grad. Adam divides the running mean of the
-# gradient (m) by the root of the running mean of its square (v): no step is much bigger than lr.
+# gradient (m) by the root of the running mean of its square (v), so steps stay near lr in size.
 def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
     """One update, with the classic microgpt's settings; then each gradient is set back to 0."""
     lr_t = lr * (1 - step / num_steps)  # the learning rate decays linearly toward 0
@@ -281,14 +281,14 @@ import time
 from statistics import fmean
 
 SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
-SETTINGS = ('seed', 'steps', 'lr', 'samples', 'temperature', 'top_k', 'prompt')  # and a run
+
 SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # the ones a resumed run may change
 SAVE_EVERY = 100  # steps between checkpoints: a kill loses at most these
 HELD_OUT = 50  # documents never trained on, scored after training: does the model generalize?
 HINT = ('\nEach row is a position: its weights on itself and the positions before it add up to 100.'
         '\nWeight just left of the diagonal: it looks at the previous character. A tall column:'
         '\nlater positions look back at one letter. An even row: it averages all so far.')
-STOP = {'signals': [], 'training': False}  # the signals stop() has caught, and when: see stop()
+STOP = {'signals': [], 'training': False}  # the signals caught, and whether training: see stop()
 FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
     'data': (str, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt'),
              'UTF-8 text, one document a line'),
@@ -305,6 +305,14 @@ FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
     'resume': (str, '', 'continue the run saved in this checkpoint')}
 
 
+def count(x, least=0):
+    return type(x) is int and x >= least
+
+
+def positive(x):
+    return type(x) in (int, float) and 0 < x < math.inf
+
+
 def all_finite(numbers):
     return all(math.isfinite(number) for number in numbers)  # a TypeError if they are not numbers
 
@@ -313,6 +321,43 @@ def is_random_state(state):
     """Whether random.setstate() takes state, as JSON keeps it: a throwaway generator tries it."""
     random.Random().setstate((state[0], tuple(state[1]), state[2]))  # raises when it does not
     return True
+
+
+# A run's settings: what each must be, as a flag or in a checkpoint, and a test of it.
+SETTINGS = {'seed': ('an integer', lambda x: type(x) is int), 'steps': ('0 or more', count),
+            'lr': ('a finite number above 0', positive), 'samples': ('0 or more', count),
+            'temperature': ('a finite number above 0', positive), 'top_k': ('0 or more', count),
+            'prompt': ('text', lambda x: type(x) is str)}
+# A checkpoint's own fields: what each must be, and a test of the checkpoint c. Each test may
+# rely on the fields above it; a test that cannot even run fails.
+CHECKPOINT = [
+    ('format', '"microgpt", version 2 or 3',
+     lambda c: c['format'] == 'microgpt' and c['version'] in (2, 3)),
+    ('vocab', 'text that holds each character once, in order',
+     lambda c: type(c['vocab']) is str and list(c['vocab']) == sorted(set(c['vocab']))),
+    ('config', f'{", ".join(SIZES)}, integers above 0',
+     lambda c: c['config'].keys() == set(SIZES) and all(count(s, 1) for s in c['config'].values())),
+    ('config', 'an n_head that divides n_embd',
+     lambda c: c['config']['n_embd'] % c['config']['n_head'] == 0),
+    ('params', 'as many finite numbers as the sizes need',
+     lambda c: len(c['params']) == parameters(c) and all_finite(c['params'])),
+    ('run', 'an object', lambda c: type(c['run']) is dict)]
+
+
+def parameters(ckpt):
+    """How many parameters GPT() makes for a checkpoint's vocabulary and sizes."""
+    config, vocab_size = ckpt['config'], len(ckpt['vocab']) + 1
+    n_embd, per_layer = config['n_embd'], sum(rows * cols for rows, cols in LAYER.values())
+    embeddings = (2 * vocab_size + config['block_size']) * n_embd  # wte, lm_head and wpe
+    return embeddings + config['n_layer'] * per_layer * n_embd * n_embd
+
+
+def passes(test, value):
+    """Whether test(value) is true; a test that cannot even run on value fails."""
+    try:
+        return test(value)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+        return False
 
 
 def save(model, path, run):
@@ -340,48 +385,35 @@ def save(model, path, run):
 
 def load(path):
     """The model and the run that save() wrote to path. A file that cannot be read raises OSError;
-    anything but a checkpoint, a ValueError that names the field that is wrong."""
-    field = 'text'  # the field being checked, named if it is wrong
+    anything but such a checkpoint, a ValueError that names the field that is wrong."""
+    wrong = f'{path} is not a microgpt checkpoint: its'
     try:
         with open(path, encoding='utf-8') as f:
             ckpt = json.load(f)
-        field = 'format'
-        if ckpt['format'] != 'microgpt' or ckpt['version'] not in (2, 3):
-            raise ValueError('this program reads microgpt versions 2 and 3')
-        field = 'vocab'
-        vocab = ckpt['vocab']
-        if type(vocab) is not str or list(vocab) != sorted(set(vocab)):
-            raise ValueError('it must hold each character once, in order')
-        field = 'config'
-        params = iter(ckpt['params'])  # GPT() takes them in the order save() wrote them
-        model = GPT(Tokenizer(vocab), **ckpt['config'], init=lambda: next(params))
-        n = len(model.params)
-        field = 'params'
-        if len(ckpt['params']) != n or not all_finite(ckpt['params']):
-            raise ValueError(f'its config needs {n} finite numbers')
-        field = 'run'  # version 2 kept no sampling settings: the defaults stand in for them
-        run = {**{name: FLAGS[name][1] for name in SAMPLING}, **ckpt['run']}
-        state = {  # the fields of a run besides its settings, and a test of each
-            'losses': lambda x: all_finite(x) and len(x) <= run['steps'],
-            'm': lambda x: all_finite(x) and len(x) == n,
-            'v': lambda x: all_finite(x) and len(x) == n and min(x) >= 0,  # means of squares
-            'data': lambda x: type(x) is str, 'sha256': lambda x: type(x) is str,
-            'pretrained': lambda x: type(x) is bool, 'random': is_random_state}
-        if run.keys() != set(SETTINGS) | state.keys():
-            raise ValueError(f'its fields are {", ".join([*SETTINGS, *state])}')
-        # The settings, written as flags, meet the same checks as the flags of the command line.
-        settings, _ = parse_args([f'--{name.replace("_", "-")}={run[name]}' for name in SETTINGS])
-        run.update({name: settings[name] for name in SETTINGS})
-        for name, test in state.items():
-            field = f'run.{name}'
-            if not test(run[name]):
-                raise ValueError('it is not what save() writes')
-        return model, run
-    except StopIteration:  # next() found no more params while GPT() was still making them
-        raise ValueError(f'{path} is not a microgpt checkpoint: it has fewer params than its '
-                         'config needs') from None
-    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
-        raise ValueError(f'{path} is not a microgpt checkpoint: its {field} is wrong ({e})') from e
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise ValueError(f'{wrong} text is not JSON ({e})') from None
+    for field, what, test in CHECKPOINT:
+        if not passes(test, ckpt):
+            raise ValueError(f'{wrong} {field} must be {what}')
+    # Version 2 kept no sampling settings: the defaults stand in for them.
+    run = {**{name: FLAGS[name][1] for name in SAMPLING}, **ckpt['run']}
+    n = parameters(ckpt)
+    state = {  # the rest of a run: what each field must be, and a test of it
+        'losses': ('finite numbers, no more than steps',
+                   lambda x: all_finite(x) and len(x) <= run['steps']),
+        'm': (f'{n} finite numbers', lambda x: all_finite(x) and len(x) == n),
+        'v': (f'{n} finite numbers, 0 or more',  # means of squares
+              lambda x: all_finite(x) and len(x) == n and min(x) >= 0),
+        'data': ('text', lambda x: type(x) is str), 'sha256': ('text', lambda x: type(x) is str),
+        'pretrained': ('true or false', lambda x: type(x) is bool),
+        'random': ('a state that random.setstate() takes', is_random_state)}
+    if run.keys() != SETTINGS.keys() | state.keys():
+        raise ValueError(f'{wrong} run must have the fields {", ".join([*SETTINGS, *state])}')
+    for name, (what, test) in {**SETTINGS, **state}.items():
+        if not passes(test, run[name]):
+            raise ValueError(f'{wrong} run.{name} must be {what}')
+    params = iter(ckpt['params'])  # GPT() takes them in the order save() wrote them
+    return GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: next(params)), run
 
 
 def explain(model, text):
@@ -427,10 +459,9 @@ def parse_args(argv):
     values = vars(parser.parse_args(argv))
     given = {name: value for name, value in values.items() if value is not None}
     args = {name: given.get(name, default) for name, (_, default, _) in FLAGS.items()}
-    if not (0 < args['lr'] < math.inf and 0 < args['temperature'] < math.inf):
-        raise ValueError('--temperature and --lr must be finite numbers above 0')
-    if min(args['steps'], args['samples'], args['top_k']) < 0:
-        raise ValueError('--steps, --samples and --top-k must be 0 or more')
+    for name, (what, test) in SETTINGS.items():
+        if not test(args[name]):
+            raise ValueError(f'--{name.replace("_", "-")} must be {what}')
     if args['load'] and args['resume']:
         raise ValueError('--load and --resume: give one or the other')
     # A checkpoint decides the sizes, and a resumed run also its seed, lr and steps.
@@ -439,6 +470,10 @@ def parse_args(argv):
     if clash:
         flags = ' '.join('--' + name.replace('_', '-') for name in clash)
         raise ValueError(f'{flags}: the checkpoint decides these, so leave them out')
+    # A finished run is not lost to a command run twice: --save may overwrite only what it loads.
+    save, source = args['save'], args['load'] or args['resume']
+    if save and os.path.isfile(save) and not (source and os.path.samefile(save, source)):
+        raise ValueError(f'{save} exists: continue it with --resume, or give another --save')
     return args, given
 
 
@@ -457,9 +492,8 @@ def prepare(args, given):
     else:
         run, data = {name: args[name] for name in SETTINGS}, args['data']
     random.seed(run['seed'])  # a resumed run too: its documents are shuffled as they were
-    # The documents, to train, to make a new model's vocabulary, or to report a run that had them
-    needs_docs = run['steps'] or not model or (args['resume'] and data)
-    docs = read_documents(data) if needs_docs else []
+    to_train, for_a_vocabulary, for_the_report = run['steps'], not model, args['resume'] and data
+    docs = read_documents(data) if to_train or for_a_vocabulary or for_the_report else []
     digest = ''
     if docs:
         print(f'num docs: {len(docs)}')
@@ -514,7 +548,7 @@ def train_and_save(model, docs, run, path):
 
 
 def print_step(losses, steps, tty, first, start_time):
-    """The reference's step line; on a terminal, one line rewritten in place with more to see."""
+    """The classic microgpt's step line; on a terminal, one line rewritten in place, with more."""
     line = f'step {len(losses):4d} / {steps:4d} | loss {losses[-1]:.4f}'
     if tty:
         rate = (len(losses) - first) / (time.perf_counter() - start_time)  # steps a second
@@ -575,8 +609,6 @@ def main(argv=None):
         args, given = parse_args(sys.argv[1:] if argv is None else argv)
         model, docs, run = prepare(args, given)
         path = args['save'] or args['resume']  # without --save, a resumed run saves where it was
-        if args['save'] and os.path.isfile(path) and path not in (args['load'], args['resume']):
-            raise ValueError(f'{path} exists: continue it with --resume, or give another --save')
         train_and_save(model, docs, run, path)
         if not STOP['signals']:
             report(model, docs, run, args['explain'])
@@ -584,7 +616,7 @@ def main(argv=None):
         keep = f'go on with --resume {path}' if path else 'keep it with --save PATH'
         print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
     except KeyboardInterrupt:
-        pass  # stopped at once: see STOP
+        pass  # stopped at once: see stop()
     except BrokenPipeError:  # the reader of the output went away, as head does: end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return 128 + signal.SIGPIPE
