@@ -24,7 +24,7 @@ def read_documents(path):
 
 class Tokenizer:
     """Turns text into token ids and back. A character's id is its place in the sorted vocabulary.
-    One more id, BOS, marks the start of a document (and, in training, its end)."""
+    One more id, BOS, marks where a document starts; training also puts one at its end."""
 
     def __init__(self, text):
         self.chars = sorted(set(text))
@@ -39,8 +39,7 @@ class Tokenizer:
 
 # Autograd. A Value is a number that remembers how it was computed, so gradients can flow back.
 def binary(forward, d_dx, d_dy):
-    """Value's methods (method, reflected) for an operator, from its result for plain numbers x
-    and y and its derivatives d/dx and d/dy: a row of the table in Value."""
+    """An operator's two methods, for x op y and for a number x op a Value y, from its table row."""
     def method(self, other):
         if isinstance(other, Value):
             x, y = self.data, other.data
@@ -190,7 +189,7 @@ class GPT:
         """What this position gathers from the positions so far. Its query is matched against each
         one's key, and it takes in each one's value in proportion to how well they match."""
         query = linear(x, layer['wq'])
-        keys.append(linear(x, layer['wk']))  # no later position is in the cache (a causal mask)
+        keys.append(linear(x, layer['wk']))  # later positions are not in the cache, so none is seen
         values.append(linear(x, layer['wv']))
         out = []  # the outputs of all heads, side by side
         for start in range(0, self.n_embd, self.head_dim):  # each head has its own channels
@@ -224,7 +223,7 @@ def document_loss(model, doc):
     """The mean loss of predicting each next token of BOS, doc, BOS. The cache keeps each position's
     keys and values in the graph, so a later loss sends gradients back to earlier positions too."""
     tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)  # a document of block_size or more loses its end
+    n = min(model.block_size, len(tokens) - 1)  # a long document is cut to the block, its end lost
     cache = model.empty_cache()
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
     return sum(losses) / n
@@ -254,10 +253,10 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
         raise ValueError(f'need temperature > 0, top_k >= 0, prompt < {model.block_size} chars')
     tokens = model.tokenizer.encode(prompt)
     cache = model.empty_cache()
-    for pos in range(model.block_size):
-        logits = model(tokens[pos], pos, cache)
-        if pos < len(tokens) - 1:
-            continue  # still in the prompt, so the next token is already known
+    for pos, token in enumerate(tokens[:-1]):  # the prompt but its last token, into the cache
+        model(token, pos, cache)
+    for pos in range(len(tokens) - 1, model.block_size):  # the newest token in, the next one out
+        logits = model(tokens[-1], pos, cache)
         probs = [p.data for p in softmax([z / temperature for z in logits])]
         if top_k:
             kth = sorted(probs, reverse=True)[min(top_k, len(probs)) - 1]
@@ -269,6 +268,12 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
 
 
 # The lesson ends here; the rest is plumbing: checkpoints and the command line.
+# A run goes like this. main() reads the flags (parse_args) and prepares a new run, a new run of
+# --load's model, or the run in --resume's checkpoint (prepare). train_and_save() trains, printing
+# each step; with --save it writes a checkpoint at once, every SAVE_EVERY steps and at the end.
+# Ctrl-C lets the step finish, saves and stops, and --resume goes on as if nothing had happened.
+# report() then prints what the run learned. A checkpoint is JSON: the model and the run, that is
+# its settings, the losses so far, Adam's m and v, the data's SHA-256 and the random state.
 import argparse
 import gc
 import hashlib
@@ -331,8 +336,7 @@ SETTINGS = {'seed': ('an integer', lambda x: type(x) is int), 'steps': ('0 or mo
 # A checkpoint's own fields: what each must be, and a test of the checkpoint c. Each test may
 # rely on the fields above it; a test that cannot even run fails.
 CHECKPOINT = [
-    ('format', '"microgpt", version 2 or 3',
-     lambda c: c['format'] == 'microgpt' and c['version'] in (2, 3)),
+    ('format', '"microgpt", version 3', lambda c: c['format'] == 'microgpt' and c['version'] == 3),
     ('vocab', 'text that holds each character once, in order',
      lambda c: type(c['vocab']) is str and list(c['vocab']) == sorted(set(c['vocab']))),
     ('config', f'{", ".join(SIZES)}, integers above 0',
@@ -395,9 +399,7 @@ def load(path):
     for field, what, test in CHECKPOINT:
         if not passes(test, ckpt):
             raise ValueError(f'{wrong} {field} must be {what}')
-    # Version 2 kept no sampling settings: the defaults stand in for them.
-    run = {**{name: FLAGS[name][1] for name in SAMPLING}, **ckpt['run']}
-    n = parameters(ckpt)
+    run, n = ckpt['run'], parameters(ckpt)
     state = {  # the rest of a run: what each field must be, and a test of it
         'losses': ('finite numbers, no more than steps',
                    lambda x: all_finite(x) and len(x) <= run['steps']),
@@ -445,6 +447,10 @@ def sparkline(losses, encoding, width=40):
     return f'loss curve: {means[0]:.4f} {curve} {means[-1]:.4f} ({n} slices of the steps)'
 
 
+def flag(name):
+    return '--' + name.replace('_', '-')
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         raise ValueError(message)  # so main() reports it in one line, like every other error
@@ -454,22 +460,21 @@ def parse_args(argv):
     """Every flag's value, given or default, once checked; and the names of the flags given."""
     parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
     for name, (kind, default, meaning) in FLAGS.items():
-        flag = '--' + name.replace('_', '-')
-        parser.add_argument(flag, type=kind, help=f'{meaning} [{default!r}]')
+        parser.add_argument(flag(name), type=kind, help=f'{meaning} [{default!r}]')
     values = vars(parser.parse_args(argv))
     given = {name: value for name, value in values.items() if value is not None}
     args = {name: given.get(name, default) for name, (_, default, _) in FLAGS.items()}
     for name, (what, test) in SETTINGS.items():
         if not test(args[name]):
-            raise ValueError(f'--{name.replace("_", "-")} must be {what}')
+            raise ValueError(f'{flag(name)} must be {what}')
     if args['load'] and args['resume']:
         raise ValueError('--load and --resume: give one or the other')
     # A checkpoint decides the sizes, and a resumed run also its seed, lr and steps.
     fixed = set(SIZES) | ({'seed', 'lr', 'steps'} if args['resume'] else set())
     clash = sorted(given.keys() & fixed) if args['load'] or args['resume'] else []
     if clash:
-        flags = ' '.join('--' + name.replace('_', '-') for name in clash)
-        raise ValueError(f'{flags}: the checkpoint decides these, so leave them out')
+        raise ValueError(f'{" ".join(map(flag, clash))}: the checkpoint decides these, so leave '
+                         'them out')
     # A finished run is not lost to a command run twice: --save may overwrite only what it loads.
     save, source = args['save'], args['load'] or args['resume']
     if save and os.path.isfile(save) and not (source and os.path.samefile(save, source)):
@@ -485,15 +490,15 @@ def prepare(args, given):
     if args['resume']:  # the run's own settings, but for the sampling flags given
         for name in sorted(given.keys() & SAMPLING):
             if given[name] != run[name]:
-                flag = '--' + name.replace('_', '-')
-                print(f"{flag} {given[name]!r} instead of the run's {run[name]!r}")
+                print(f"{flag(name)} {given[name]!r} instead of the run's {run[name]!r}")
             run[name] = given[name]
         data = args['data'] if 'data' in given else run['data']
     else:
         run, data = {name: args[name] for name in SETTINGS}, args['data']
     random.seed(run['seed'])  # a resumed run too: its documents are shuffled as they were
-    to_train, for_a_vocabulary, for_the_report = run['steps'], not model, args['resume'] and data
-    docs = read_documents(data) if to_train or for_a_vocabulary or for_the_report else []
+    docs = []  # read to train, to make a new model's vocabulary, or to report a run that had them
+    if run['steps'] or not model or (args['resume'] and data):
+        docs = read_documents(data)
     digest = ''
     if docs:
         print(f'num docs: {len(docs)}')
@@ -601,9 +606,10 @@ def show(model, text):
 
 
 def main(argv=None):
-    """The command line. Its exit status: 0 when done; 1 when training diverged; 2 for bad input,
-    a file that cannot be read or written, or no memory left; 141 when the output's reader went
-    away; else 128 + the number of the signal that stopped it (130 for Ctrl-C, 143 for SIGTERM)."""
+    """The command line. Its exit status: 0 when done; 1 when training diverged (a number no longer
+    finite); 2 for bad input, a file that cannot be read or written, or no memory left; 141 when
+    the output's reader went away; else 128 + the number of the signal that stopped it (130 for
+    Ctrl-C, 143 for SIGTERM)."""
     STOP['signals'].clear()
     try:
         args, given = parse_args(sys.argv[1:] if argv is None else argv)
