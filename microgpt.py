@@ -138,8 +138,8 @@ def rmsnorm(x):
 
 
 def cross_entropy(logits, target):
-    """The loss -log(softmax(logits)[target]), which is low when the target was likely. Its local
-    gradient for logit i is the probability that softmax gives i, minus 1 for the target."""
+    """The loss log(sum of e^z) - z[target], which is -log(softmax(z)[target]). Its local gradient
+    for logit i is the probability that softmax gives i, minus 1 for the target."""
     top = max(z.data for z in logits)
     exps = [math.exp(z.data - top) for z in logits]
     total = sum(exps)
@@ -171,7 +171,7 @@ class GPT:
 
     def empty_cache(self):
         """For each layer, the keys and values of the positions read so far, and the attention
-        weights they were given: head 1 to n_head of position 0, then of position 1, and so on."""
+        weights each position gave: every head's for the first position, then the next, and on."""
         return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
@@ -189,7 +189,7 @@ class GPT:
         """What this position gathers from the positions so far. Its query is matched against each
         one's key, and it takes in each one's value in proportion to how well they match."""
         query = linear(x, layer['wq'])
-        keys.append(linear(x, layer['wk']))  # later positions are not in the cache, so none is seen
+        keys.append(linear(x, layer['wk']))  # the future is not in the cache, so is never looked at
         values.append(linear(x, layer['wv']))
         out = []  # the outputs of all heads, side by side
         for start in range(0, self.n_embd, self.head_dim):  # each head has its own channels
@@ -223,7 +223,7 @@ def document_loss(model, doc):
     """The mean loss of predicting each next token of BOS, doc, BOS. The cache keeps each position's
     keys and values in the graph, so a later loss sends gradients back to earlier positions too."""
     tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)  # a long document is cut to the block, its end lost
+    n = min(model.block_size, len(tokens) - 1)  # a long doc loses its tail and closing BOS
     cache = model.empty_cache()
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
     return sum(losses) / n
@@ -271,7 +271,7 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
 # A run goes like this. main() reads the flags (parse_args) and prepares a new run, a new run of
 # --load's model, or the run in --resume's checkpoint (prepare). train_and_save() trains, printing
 # each step; with --save it writes a checkpoint at once, every SAVE_EVERY steps and at the end.
-# Ctrl-C lets the step finish, saves and stops, and --resume goes on as if nothing had happened.
+# Ctrl-C lets the step finish, saves (given a path) and stops; --resume goes on as if unbroken.
 # report() then prints what the run learned. A checkpoint is JSON: the model and the run, that is
 # its settings, the losses so far, Adam's m and v, the data's SHA-256 and the random state.
 import argparse
@@ -287,7 +287,7 @@ from statistics import fmean
 
 SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
 
-SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # the ones a resumed run may change
+SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # settings flags may change on resume
 SAVE_EVERY = 100  # steps between checkpoints: a kill loses at most these
 HELD_OUT = 50  # documents never trained on, scored after training: does the model generalize?
 HINT = ('\nEach row is a position: its weights on itself and the positions before it add up to 100.'
@@ -401,8 +401,7 @@ def load(path):
             raise ValueError(f'{wrong} {field} must be {what}')
     run, n = ckpt['run'], parameters(ckpt)
     state = {  # the rest of a run: what each field must be, and a test of it
-        'losses': ('finite numbers, no more than steps',
-                   lambda x: all_finite(x) and len(x) <= run['steps']),
+        'losses': ('finite numbers', all_finite),
         'm': (f'{n} finite numbers', lambda x: all_finite(x) and len(x) == n),
         'v': (f'{n} finite numbers, 0 or more',  # means of squares
               lambda x: all_finite(x) and len(x) == n and min(x) >= 0),
@@ -414,7 +413,9 @@ def load(path):
     for name, (what, test) in {**SETTINGS, **state}.items():
         if not passes(test, run[name]):
             raise ValueError(f'{wrong} run.{name} must be {what}')
-    params = iter(ckpt['params'])  # GPT() takes them in the order save() wrote them
+    if len(run['losses']) > run['steps']:
+        raise ValueError(f'{wrong} run.losses must be no more than its steps')
+    params = iter(ckpt['params'])  # GPT() calls init() for each, in the order of model.params
     return GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: next(params)), run
 
 
@@ -422,7 +423,7 @@ def explain(model, text):
     """After BOS and after each character of text: the 5 likeliest next tokens, as (probability,
     name). Then, for each layer and head, a row per position: its weights on the ones so far."""
     cache = model.empty_cache()
-    names = model.tokenizer.chars + ['<end>']  # the last id, BOS, predicted: the text ends
+    names = model.tokenizer.chars + ['<end>']  # to predict BOS is to end the text
     predictions = []
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, cache))]
@@ -469,13 +470,11 @@ def parse_args(argv):
             raise ValueError(f'{flag(name)} must be {what}')
     if args['load'] and args['resume']:
         raise ValueError('--load and --resume: give one or the other')
-    # A checkpoint decides the sizes, and a resumed run also its seed, lr and steps.
     fixed = set(SIZES) | ({'seed', 'lr', 'steps'} if args['resume'] else set())
     clash = sorted(given.keys() & fixed) if args['load'] or args['resume'] else []
     if clash:
-        raise ValueError(f'{" ".join(map(flag, clash))}: the checkpoint decides these, so leave '
-                         'them out')
-    # A finished run is not lost to a command run twice: --save may overwrite only what it loads.
+        raise ValueError(f'leave out {" ".join(map(flag, clash))}: a checkpoint decides the sizes, '
+                         'and a resumed run its seed, lr and steps')
     save, source = args['save'], args['load'] or args['resume']
     if save and os.path.isfile(save) and not (source and os.path.samefile(save, source)):
         raise ValueError(f'{save} exists: continue it with --resume, or give another --save')
@@ -496,9 +495,9 @@ def prepare(args, given):
     else:
         run, data = {name: args[name] for name in SETTINGS}, args['data']
     random.seed(run['seed'])  # a resumed run too: its documents are shuffled as they were
-    docs = []  # read to train, to make a new model's vocabulary, or to report a run that had them
-    if run['steps'] or not model or (args['resume'] and data):
-        docs = read_documents(data)
+    training, new_model = run['steps'] > 0, model is None
+    resumed_with_data = bool(args['resume']) and data != ''  # a run that read documents, to report
+    docs = read_documents(data) if training or new_model or resumed_with_data else []
     digest = ''
     if docs:
         print(f'num docs: {len(docs)}')
@@ -536,10 +535,11 @@ def train_and_save(model, docs, run, path):
         for _, loss in train(model, docs, steps, run['lr'], first, (run['m'], run['v'])):
             losses.append(loss)
             print_step(losses, steps, tty, first, start_time)
-            if path and (STOP['signals'] or len(losses) % SAVE_EVERY == 0 or len(losses) == steps):
+            stopping = bool(STOP['signals'])  # read once, as a signal may come at any moment
+            if path and (stopping or len(losses) % SAVE_EVERY == 0 or len(losses) == steps):
                 save(model, path, run)
                 saved = len(losses)
-            if STOP['signals']:
+            if stopping:
                 break
     except ArithmeticError as e:  # a loss or a gradient out of range: the model is spoilt
         held = f'; {path} still holds step {saved}' if path else ''
