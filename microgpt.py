@@ -170,8 +170,8 @@ class GPT:
         self.params = [p for mat in mats for row in mat for p in row]
 
     def empty_cache(self):
-        """For each layer, the keys and values of the positions read so far, and the attention
-        weights each position gave: every head's for the first position, then the next, and on."""
+        """For each layer, the keys and values of the positions read so far, and their attention
+        weights: head_weights[p * n_head + h] is what head h at position p gave them."""
         return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
@@ -180,7 +180,7 @@ class GPT:
         for layer, layer_cache in zip(self.layers, cache):
             # Each block adds to x, the residual stream, rather than replacing it.
             x = [a + b for a, b in zip(x, self.attention(rmsnorm(x), layer, *layer_cache))]
-            # The MLP (multi-layer perceptron) computes on what attention gathered, 4 times as wide.
+            # The MLP (multi-layer perceptron) computes on what attention gathered, widened 4 times.
             hidden = [z.relu() for z in linear(rmsnorm(x), layer['fc1'])]
             x = [a + b for a, b in zip(x, linear(hidden, layer['fc2']))]
         return linear(x, self.lm_head)
@@ -223,7 +223,7 @@ def document_loss(model, doc):
     """The mean loss of predicting each next token of BOS, doc, BOS. The cache keeps each position's
     keys and values in the graph, so a later loss sends gradients back to earlier positions too."""
     tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)  # a long doc loses its tail and closing BOS
+    n = min(model.block_size, len(tokens) - 1)  # from block_size characters on, the end is cut
     cache = model.empty_cache()
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
     return sum(losses) / n
@@ -268,8 +268,8 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
 
 
 # The lesson ends here; the rest is plumbing: checkpoints and the command line.
-# A run goes like this. main() reads the flags (parse_args) and prepares a new run, a new run of
-# --load's model, or the run in --resume's checkpoint (prepare). train_and_save() trains, printing
+# A run goes like this. main() reads the flags (parse_args), makes a new run (new_run, of a new
+# model or of --load's) or takes up --resume's run (resumed_run). train_and_save() trains, printing
 # each step; with --save it writes a checkpoint at once, every SAVE_EVERY steps and at the end.
 # Ctrl-C lets the step finish, saves (given a path) and stops; --resume goes on as if unbroken.
 # report() then prints what the run learned. A checkpoint is JSON: the model and the run, that is
@@ -310,7 +310,8 @@ FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
     'resume': (str, '', 'continue the run saved in this checkpoint')}
 
 
-def count(x, least=0):
+def is_count(x, least=0):
+    """Whether x is an integer (and not a bool) of at least least."""
     return type(x) is int and x >= least
 
 
@@ -318,20 +319,24 @@ def positive(x):
     return type(x) in (int, float) and 0 < x < math.inf
 
 
-def all_finite(numbers):
-    return all(math.isfinite(number) for number in numbers)  # a TypeError if they are not numbers
+def numbers(x):
+    """Whether x is a list of finite numbers, as JSON gives them (a true or false is not one)."""
+    return type(x) is list and all(type(n) in (int, float) and math.isfinite(n) for n in x)
 
 
 def is_random_state(state):
     """Whether random.setstate() takes state, as JSON keeps it: a throwaway generator tries it."""
-    random.Random().setstate((state[0], tuple(state[1]), state[2]))  # raises when it does not
-    return True
+    try:
+        random.Random().setstate((state[0], tuple(state[1]), state[2]))
+        return True
+    except (IndexError, KeyError, OverflowError, TypeError, ValueError):
+        return False
 
 
 # A run's settings: what each must be, as a flag or in a checkpoint, and a test of it.
-SETTINGS = {'seed': ('an integer', lambda x: type(x) is int), 'steps': ('0 or more', count),
-            'lr': ('a finite number above 0', positive), 'samples': ('0 or more', count),
-            'temperature': ('a finite number above 0', positive), 'top_k': ('0 or more', count),
+SETTINGS = {'seed': ('an integer', lambda x: type(x) is int), 'steps': ('0 or more', is_count),
+            'lr': ('a finite number above 0', positive), 'samples': ('0 or more', is_count),
+            'temperature': ('a finite number above 0', positive), 'top_k': ('0 or more', is_count),
             'prompt': ('text', lambda x: type(x) is str)}
 # A checkpoint's own fields: what each must be, and a test of the checkpoint c. Each test may
 # rely on the fields above it; a test that cannot even run fails.
@@ -339,12 +344,11 @@ CHECKPOINT = [
     ('format', '"microgpt", version 3', lambda c: c['format'] == 'microgpt' and c['version'] == 3),
     ('vocab', 'text that holds each character once, in order',
      lambda c: type(c['vocab']) is str and list(c['vocab']) == sorted(set(c['vocab']))),
-    ('config', f'{", ".join(SIZES)}, integers above 0',
-     lambda c: c['config'].keys() == set(SIZES) and all(count(s, 1) for s in c['config'].values())),
-    ('config', 'an n_head that divides n_embd',
-     lambda c: c['config']['n_embd'] % c['config']['n_head'] == 0),
+    ('config', f'{", ".join(SIZES)}, integers above 0, with n_head dividing n_embd',
+     lambda c: c['config'].keys() == set(SIZES) and all(is_count(c['config'][s], 1) for s in SIZES)
+     and c['config']['n_embd'] % c['config']['n_head'] == 0),
     ('params', 'as many finite numbers as the sizes need',
-     lambda c: len(c['params']) == parameters(c) and all_finite(c['params'])),
+     lambda c: numbers(c['params']) and len(c['params']) == parameters(c)),
     ('run', 'an object', lambda c: type(c['run']) is dict)]
 
 
@@ -360,7 +364,7 @@ def passes(test, value):
     """Whether test(value) is true; a test that cannot even run on value fails."""
     try:
         return test(value)
-    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+    except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError):
         return False
 
 
@@ -370,7 +374,7 @@ def save(model, path, run):
     data, exists = run['data'], os.path.exists(path)
     if exists and (not os.path.isfile(path) or (data and os.path.samefile(path, data))):
         raise ValueError(f'--save {path} is the data or not a regular file: give another path')
-    if not all_finite(p.data for p in model.params):
+    if not all(math.isfinite(p.data) for p in model.params):
         raise FloatingPointError(f'the model is no longer finite, so {path} was kept as it was')
     ckpt = {'format': 'microgpt', 'version': 3, 'vocab': ''.join(model.tokenizer.chars),
             'config': {size: getattr(model, size) for size in SIZES},
@@ -401,10 +405,10 @@ def load(path):
             raise ValueError(f'{wrong} {field} must be {what}')
     run, n = ckpt['run'], parameters(ckpt)
     state = {  # the rest of a run: what each field must be, and a test of it
-        'losses': ('finite numbers', all_finite),
-        'm': (f'{n} finite numbers', lambda x: all_finite(x) and len(x) == n),
-        'v': (f'{n} finite numbers, 0 or more',  # means of squares
-              lambda x: all_finite(x) and len(x) == n and min(x) >= 0),
+        'losses': ('a list of finite numbers', numbers),
+        'm': (f'a list of {n} finite numbers', lambda x: numbers(x) and len(x) == n),
+        'v': (f'a list of {n} finite numbers, 0 or more',  # means of squares
+              lambda x: numbers(x) and len(x) == n and min(x) >= 0),
         'data': ('text', lambda x: type(x) is str), 'sha256': ('text', lambda x: type(x) is str),
         'pretrained': ('true or false', lambda x: type(x) is bool),
         'random': ('a state that random.setstate() takes', is_random_state)}
@@ -481,46 +485,56 @@ def parse_args(argv):
     return args, given
 
 
-def prepare(args, given):
-    """The model, documents and run the flags ask for: a new run, of a new model or of the --load
-    checkpoint's; or the --resume checkpoint's run, with the random stream where it stopped."""
-    checkpoint = args['load'] or args['resume']
-    model, run = load(checkpoint) if checkpoint else (None, None)
-    if args['resume']:  # the run's own settings, but for the sampling flags given
-        for name in sorted(given.keys() & SAMPLING):
-            if given[name] != run[name]:
-                print(f"{flag(name)} {given[name]!r} instead of the run's {run[name]!r}")
-            run[name] = given[name]
-        data = args['data'] if 'data' in given else run['data']
-    else:
-        run, data = {name: args[name] for name in SETTINGS}, args['data']
-    random.seed(run['seed'])  # a resumed run too: its documents are shuffled as they were
-    training, new_model = run['steps'] > 0, model is None
-    resumed_with_data = bool(args['resume']) and data != ''  # a run that read documents, to report
-    docs = read_documents(data) if training or new_model or resumed_with_data else []
-    digest = ''
-    if docs:
-        print(f'num docs: {len(docs)}')
-        with open(data, 'rb') as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-    if args['resume'] and docs and digest != run['sha256']:
-        raise ValueError(f'{data} is not the data the run trained on: its SHA-256 differs')
+def new_run(args):
+    """A new run of a new model, or of the --load checkpoint's model, and the documents it reads."""
+    model = load(args['load'])[0] if args['load'] else None
+    run = {name: args[name] for name in SETTINGS}
+    random.seed(run['seed'])
+    # The documents: to train, and to make a new model's vocabulary. A loaded model may sample
+    # without them.
+    docs, digest = read_data(args['data']) if run['steps'] or not model else ([], '')
     model = model or GPT(Tokenizer(''.join(docs)), **{size: args[size] for size in SIZES})
-    unknown = set(''.join(docs) + run['prompt'] + args['explain']) - set(model.tokenizer.chars)
+    n = len(model.params)
+    run.update(losses=[], m=[0.0] * n, v=[0.0] * n, sha256=digest, pretrained=bool(args['load']),
+               data=os.path.abspath(args['data']) if docs else '')
+    return model, docs, run
+
+
+def resumed_run(args, given):
+    """The run in the --resume checkpoint, its documents, and the random stream where it stopped.
+    The sampling flags given replace the run's own settings."""
+    model, run = load(args['resume'])
+    for name in sorted(given.keys() & SAMPLING):
+        if given[name] != run[name]:
+            print(f"{flag(name)} {given[name]!r} instead of the run's {run[name]!r}")
+        run[name] = given[name]
+    data = os.path.abspath(args['data']) if 'data' in given else run['data']  # moved, perhaps
+    random.seed(run['seed'])  # so that the documents are shuffled as they were
+    docs, digest = read_data(data) if data else ([], '')  # a run may have sampled without data
+    if digest != run['sha256']:
+        raise ValueError(f'{data} is not the data the run trained on: its SHA-256 differs')
+    random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
+    run['data'] = data
+    return model, docs, run
+
+
+def read_data(path):
+    """The documents at path, shuffled (see read_documents), and the SHA-256 of its bytes."""
+    docs = read_documents(path)
+    print(f'num docs: {len(docs)}')
+    with open(path, 'rb') as f:
+        return docs, hashlib.sha256(f.read()).hexdigest()
+
+
+def check_texts(model, docs, run, explain_text):
+    """Refuse, before any training, text the model cannot read; then print its sizes."""
+    unknown = set(''.join(docs) + run['prompt'] + explain_text) - set(model.tokenizer.chars)
     if unknown:
         raise ValueError(f'{"".join(sorted(unknown))!r}: not in the vocabulary of the model')
-    if max(len(run['prompt']), len(args['explain'])) >= model.block_size:
+    if max(len(run['prompt']), len(explain_text)) >= model.block_size:
         raise ValueError('--prompt and --explain must be shorter than the block of the model, '
                          f'{model.block_size} characters')
     print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
-    if args['resume']:  # the stream as the run left it, so its samples are an unbroken run's
-        random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
-    else:
-        n = len(model.params)
-        run.update(losses=[], m=[0.0] * n, v=[0.0] * n, pretrained=bool(args['load']),
-                   sha256=digest)
-    run['data'] = os.path.abspath(data) if docs else ''
-    return model, docs, run
 
 
 def train_and_save(model, docs, run, path):
@@ -613,7 +627,8 @@ def main(argv=None):
     STOP['signals'].clear()
     try:
         args, given = parse_args(sys.argv[1:] if argv is None else argv)
-        model, docs, run = prepare(args, given)
+        model, docs, run = resumed_run(args, given) if args['resume'] else new_run(args)
+        check_texts(model, docs, run, args['explain'])
         path = args['save'] or args['resume']  # without --save, a resumed run saves where it was
         train_and_save(model, docs, run, path)
         if not STOP['signals']:

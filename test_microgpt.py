@@ -874,6 +874,14 @@ CHECKPOINT_ERRORS = {
     'temperature NaN': (edit_run('temperature', math.nan), 'run.temperature'),
     'prompt null': (edit_run('prompt', None), 'run.prompt'),
     'losses a string': (edit_run('losses', 'low'), 'run.losses'),
+    'losses an empty string': (edit_run('losses', ''), 'run.losses'),
+    'losses an empty object': (edit_run('losses', {}), 'run.losses'),
+    'config a list': (lambda p: rewrite(p, lambda c: c.update(config=[1, 16, 4, 16])), 'config'),
+    'config a string': (lambda p: rewrite(p, lambda c: c.update(config='abc')), 'config'),
+    'a parameter true': (lambda p: rewrite(p, lambda c: c['params'].__setitem__(0, True)),
+                         'params'),
+    'm of booleans': (lambda p: rewrite(p, lambda c: c['run'].update(
+        m=[False] * len(c['run']['m']))), 'run.m'),
     'losses NaN': (edit_run('losses', [3.0, math.nan]), 'run.losses'),
     'more losses than steps': (edit_run('losses', [3.0] * 6), 'run.losses'),
     'm too short': (lambda p: rewrite(p, lambda c: c['run']['m'].pop()), 'run.m'),
@@ -996,7 +1004,8 @@ def test_cli_finds_its_data_from_any_folder(tmp_path):
     result = run('--steps', '1', '--samples', '1', *SMALL, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('num docs: 32469\nvocab size: 27\n')
-    assert re.search(rf'^held-out loss \d\.\d{{4}} on {microgpt.HELD_OUT} documents never trained on',
+    held_out = rf'^held-out loss \d\.\d{{4}} on {microgpt.HELD_OUT} documents never trained on'
+    assert re.search(held_out,
                      result.stdout,
                      re.MULTILINE)
 
@@ -1206,8 +1215,8 @@ def test_a_disk_that_fills_during_training_keeps_the_old_checkpoint(
 # --- Resuming a run -----------------------------------------------------------------------
 
 def cli_ctrl_c_after(capsys, monkeypatch, step, *args):
-    """main() in-process, with a Ctrl-C noted, as microgpt's handler notes it in training, by its own
-    Adam update of the given (0-based) step. The handler itself is checked on real processes below."""
+    """main() in-process, with a Ctrl-C noted as microgpt's handler notes it in training, by its
+    own Adam update of the given (0-based) step. The handler is checked on real processes below."""
     real_adam = microgpt.adam
 
     def adam_then_ctrl_c(params, m, v, at, *rest):
@@ -1314,7 +1323,8 @@ def test_resume_refuses_what_the_checkpoint_sets(flags, interrupted, capsys):
     path, _ = interrupted
     status, out, err = cli(capsys, '--resume', path, *flags)
     assert (status, out) == (2, '')
-    one_error_line(err, flags[0].split('=')[0], 'checkpoint' if flags[0] != '--load' else '--resume')
+    expected = 'checkpoint' if flags[0] != '--load' else '--resume'
+    one_error_line(err, flags[0].split('=')[0], expected)
 
 
 def test_save_refuses_an_existing_file_it_did_not_load_and_keeps_it(tiny_file, tmp_path, capsys):
@@ -1667,7 +1677,7 @@ def test_a_second_ctrl_c_in_training_stops_at_once(tmp_path):
 def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_file):
     proc = subprocess.Popen([sys.executable, SCRIPT, '--data', tiny_file, '--steps', '200', *SMALL],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line written at once
+                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line at once
     first = proc.stdout.readline()  # as `| head -1` reads
     proc.stdout.close()
     err = proc.stderr.read()
