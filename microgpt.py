@@ -39,7 +39,7 @@ class Tokenizer:
 
 # Autograd. A Value is a number that remembers how it was computed, so gradients can flow back.
 def binary(forward, d_dx, d_dy):
-    """An operator's two methods, for x op y and for a number x op a Value y, from its table row."""
+    """An operator's two methods, for x op y and for a number x op a Value y, from its row below."""
     def method(self, other):
         if isinstance(other, Value):
             x, y = self.data, other.data
@@ -170,8 +170,8 @@ class GPT:
         self.params = [p for mat in mats for row in mat for p in row]
 
     def empty_cache(self):
-        """For each layer, the keys and values of the positions read so far, and their attention
-        weights: head_weights[p * n_head + h] is what head h at position p gave them."""
+        """For each layer, the keys and values of the positions read so far, and attention weights:
+        head_weights[p * n_head + h] is what head h at position p put on positions 0 to p."""
         return [([], [], []) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
@@ -222,8 +222,9 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 def document_loss(model, doc):
     """The mean loss of predicting each next token of BOS, doc, BOS. The cache keeps each position's
     keys and values in the graph, so a later loss sends gradients back to earlier positions too."""
+    # From block_size characters on, a document is cut: its closing BOS is never predicted.
     tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
-    n = min(model.block_size, len(tokens) - 1)  # from block_size characters on, the end is cut
+    n = min(model.block_size, len(tokens) - 1)
     cache = model.empty_cache()
     losses = [cross_entropy(model(tokens[i], i, cache), tokens[i + 1]) for i in range(n)]
     return sum(losses) / n
@@ -287,7 +288,7 @@ from statistics import fmean
 
 SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape a model
 
-SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # settings flags may change on resume
+SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # the settings a resume may change
 SAVE_EVERY = 100  # steps between checkpoints: a kill loses at most these
 HELD_OUT = 50  # documents never trained on, scored after training: does the model generalize?
 HINT = ('\nEach row is a position: its weights on itself and the positions before it add up to 100.'
@@ -432,9 +433,10 @@ def explain(model, text):
     for pos, token in enumerate(model.tokenizer.encode(text)):
         probs = [p.data for p in softmax(model(token, pos, cache))]
         predictions.append(sorted(zip(probs, names), reverse=True)[:5])
-    heads = range(model.n_head)  # the cache keeps each head's weights, one position after another
-    attention = [[[[w.data for w in row] for row in head_weights[head::model.n_head]]
-                  for head in heads] for _, _, head_weights in cache]
+    attention = []  # for each layer, for each head, a row of weights per position
+    for _, _, head_weights in cache:
+        rows = [[weight.data for weight in weights] for weights in head_weights]
+        attention.append([rows[head::model.n_head] for head in range(model.n_head)])
     return predictions, attention
 
 
@@ -466,7 +468,7 @@ def parse_args(argv):
     parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
     for name, (kind, default, meaning) in FLAGS.items():
         parser.add_argument(flag(name), type=kind, help=f'{meaning} [{default!r}]')
-    values = vars(parser.parse_args(argv))
+    values = vars(parser.parse_args(argv))  # no defaults there: None means a flag not given
     given = {name: value for name, value in values.items() if value is not None}
     args = {name: given.get(name, default) for name, (_, default, _) in FLAGS.items()}
     for name, (what, test) in SETTINGS.items():
@@ -636,15 +638,15 @@ def main(argv=None):
             return 0
         keep = f'go on with --resume {path}' if path else 'keep it with --save PATH'
         print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
-    except KeyboardInterrupt:
-        pass  # stopped at once: see stop()
+        return 128 + STOP['signals'][0]
+    except KeyboardInterrupt:  # stopped at once: see stop()
+        return 128 + (STOP['signals'] or [signal.SIGINT])[0]  # SIGINT when no handler of ours
     except BrokenPipeError:  # the reader of the output went away, as head does: end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return 128 + signal.SIGPIPE
     except (ArithmeticError, MemoryError, OSError, ValueError) as e:
         print(f'microgpt: error: {str(e) or type(e).__name__}', file=sys.stderr)
         return 1 if isinstance(e, ArithmeticError) else 2
-    return 128 + (STOP['signals'] or [signal.SIGINT])[0]
 
 
 def stop(signum, frame):
