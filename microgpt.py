@@ -222,7 +222,7 @@ def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-
 def document_loss(model, doc):
     """The mean loss of predicting each next token of BOS, doc, BOS. The cache keeps each position's
     keys and values in the graph, so a later loss sends gradients back to earlier positions too."""
-    # From block_size characters on, a document is cut: its closing BOS is never predicted.
+    # A document of block_size characters or more never predicts its closing BOS.
     tokens = model.tokenizer.encode(doc[:model.block_size]) + [model.tokenizer.BOS]
     n = min(model.block_size, len(tokens) - 1)
     cache = model.empty_cache()
