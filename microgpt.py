@@ -325,10 +325,15 @@ def numbers(x):
     return type(x) is list and all(type(n) in (int, float) and math.isfinite(n) for n in x)
 
 
-def is_random_state(state):
-    """Whether random.setstate() takes state, as JSON keeps it: a throwaway generator tries it."""
+def random_state(saved):
+    """A state of random.getstate() that went through JSON, which made its inner tuple a list."""
+    return saved[0], tuple(saved[1]), saved[2]
+
+
+def is_random_state(saved):
+    """Whether random.setstate() takes the state saved: a throwaway generator tries it."""
     try:
-        random.Random().setstate((state[0], tuple(state[1]), state[2]))
+        random.Random().setstate(random_state(saved))
         return True
     except (IndexError, KeyError, OverflowError, TypeError, ValueError):
         return False
@@ -427,6 +432,8 @@ def load(path):
 def explain(model, text):
     """After BOS and after each character of text: the 5 likeliest next tokens, as (probability,
     name). Then, for each layer and head, a row per position: its weights on the ones so far."""
+    if len(text) >= model.block_size:
+        raise ValueError(f'the text must be shorter than the block, {model.block_size} characters')
     cache = model.empty_cache()
     names = model.tokenizer.chars + ['<end>']  # to predict BOS is to end the text
     predictions = []
@@ -476,7 +483,7 @@ def parse_args(argv):
             raise ValueError(f'{flag(name)} must be {what}')
     if args['load'] and args['resume']:
         raise ValueError('--load and --resume: give one or the other')
-    fixed = set(SIZES) | ({'seed', 'lr', 'steps'} if args['resume'] else set())
+    fixed = set(SIZES) | (SETTINGS.keys() - SAMPLING if args['resume'] else set())
     clash = sorted(given.keys() & fixed) if args['load'] or args['resume'] else []
     if clash:
         raise ValueError(f'leave out {" ".join(map(flag, clash))}: a checkpoint decides the sizes, '
@@ -515,7 +522,7 @@ def resumed_run(args, given):
     docs, digest = read_data(data) if data else ([], '')  # a run may have sampled without data
     if digest != run['sha256']:
         raise ValueError(f'{data} is not the data the run trained on: its SHA-256 differs')
-    random.setstate((run['random'][0], tuple(run['random'][1]), run['random'][2]))
+    random.setstate(random_state(run['random']))
     run['data'] = data
     return model, docs, run
 
@@ -628,7 +635,7 @@ def main(argv=None):
     Ctrl-C, 143 for SIGTERM)."""
     STOP['signals'].clear()
     try:
-        args, given = parse_args(sys.argv[1:] if argv is None else argv)
+        args, given = parse_args(argv)  # argparse reads sys.argv when argv is None
         model, docs, run = resumed_run(args, given) if args['resume'] else new_run(args)
         check_texts(model, docs, run, args['explain'])
         path = args['save'] or args['resume']  # without --save, a resumed run saves where it was

@@ -611,6 +611,13 @@ def test_explain_names_bos_end_and_covers_a_small_vocabulary_whole():
         assert sum(p for p, _ in top) == pytest.approx(1.0, rel=1e-12)
 
 
+def test_explain_refuses_a_text_as_long_as_the_block_with_a_value_error():
+    model = GPT(Tokenizer('ab'), n_embd=4, n_head=1, block_size=4)
+    assert len(explain(model, 'aba')[0]) == 4  # BOS and 3 characters: the whole block
+    with pytest.raises(ValueError, match='shorter than the block, 4 characters'):
+        explain(model, 'abab')
+
+
 def test_attention_rows_are_probabilities_one_weight_per_position_so_far():
     model = trained_tiny_model()  # 2 layers, 2 heads
     _, attention = explain(model, 'olivia')
