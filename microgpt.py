@@ -18,7 +18,7 @@ def read_documents(path):
         docs = [line.strip() for line in f if line.strip()]
     if not docs:
         raise ValueError(f'{path} has no documents: give a text file with one document a line')
-    random.shuffle(docs)  # the first draw from the random stream, which the caller seeds
+    random.shuffle(docs)  # so that training does not meet them in the file's order
     return docs
 
 
@@ -291,9 +291,6 @@ SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape
 SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # the settings a resume may change
 SAVE_EVERY = 100  # steps between checkpoints: a kill loses at most these
 HELD_OUT = 50  # documents never trained on, scored after training: does the model generalize?
-HINT = ('\nEach row is a position: its weights on itself and the positions before it add up to 100.'
-        '\nWeight just left of the diagonal: it looks at the previous character. A tall column:'
-        '\nlater positions look back at one letter. An even row: it averages all so far.')
 STOP = {'signals': [], 'training': False}  # the signals caught, and whether training: see stop()
 FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
     'data': (str, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt'),
@@ -331,47 +328,41 @@ def random_state(saved):
 
 
 def is_random_state(saved):
-    """Whether random.setstate() takes the state saved: a throwaway generator tries it."""
-    try:
-        random.Random().setstate(random_state(saved))
-        return True
-    except (IndexError, KeyError, OverflowError, TypeError, ValueError):
-        return False
+    random.Random().setstate(random_state(saved))  # a throwaway generator; check() catches a raise
+    return True
 
 
-# A run's settings: what each must be, as a flag or in a checkpoint, and a test of it.
+# What each field of a run or a checkpoint must be, and a test of it. See check().
 SETTINGS = {'seed': ('an integer', lambda x: type(x) is int), 'steps': ('0 or more', is_count),
             'lr': ('a finite number above 0', positive), 'samples': ('0 or more', is_count),
             'temperature': ('a finite number above 0', positive), 'top_k': ('0 or more', is_count),
-            'prompt': ('text', lambda x: type(x) is str)}
-# A checkpoint's own fields: what each must be, and a test of the checkpoint c. Each test may
-# rely on the fields above it; a test that cannot even run fails.
-CHECKPOINT = [
-    ('format', '"microgpt", version 3', lambda c: c['format'] == 'microgpt' and c['version'] == 3),
-    ('vocab', 'text that holds each character once, in order',
-     lambda c: type(c['vocab']) is str and list(c['vocab']) == sorted(set(c['vocab']))),
-    ('config', f'{", ".join(SIZES)}, integers above 0, with n_head dividing n_embd',
-     lambda c: c['config'].keys() == set(SIZES) and all(is_count(c['config'][s], 1) for s in SIZES)
-     and c['config']['n_embd'] % c['config']['n_head'] == 0),
-    ('params', 'as many finite numbers as the sizes need',
-     lambda c: numbers(c['params']) and len(c['params']) == parameters(c)),
-    ('run', 'an object', lambda c: type(c['run']) is dict)]
+            'prompt': ('text', lambda x: type(x) is str)}  # the run's settings, given as flags too
+RUN = {'losses': ('a list of finite numbers', numbers), 'm': ('a list of finite numbers', numbers),
+       'v': ('a list of finite numbers, 0 or more', lambda x: numbers(x) and min(x) >= 0),
+       'data': ('text', lambda x: type(x) is str), 'sha256': ('text', lambda x: type(x) is str),
+       'pretrained': ('true or false', lambda x: type(x) is bool),
+       'random': ('a state that random.setstate() takes', is_random_state)}  # the rest of a run
+CHECKPOINT = {
+    'format': ('"microgpt"', lambda x: x == 'microgpt'), 'version': ('3', lambda x: x == 3),
+    'vocab': ('text that holds each character once, in order',
+              lambda x: type(x) is str and list(x) == sorted(set(x))),
+    'config': (f'{", ".join(SIZES)}, integers above 0, with n_head dividing n_embd',
+               lambda x: x.keys() == set(SIZES) and all(is_count(x[size], 1) for size in SIZES)
+               and x['n_embd'] % x['n_head'] == 0),
+    'params': ('a list of finite numbers', numbers),
+    'run': ('an object', lambda x: type(x) is dict)}
 
 
-def parameters(ckpt):
-    """How many parameters GPT() makes for a checkpoint's vocabulary and sizes."""
-    config, vocab_size = ckpt['config'], len(ckpt['vocab']) + 1
-    n_embd, per_layer = config['n_embd'], sum(rows * cols for rows, cols in LAYER.values())
-    embeddings = (2 * vocab_size + config['block_size']) * n_embd  # wte, lm_head and wpe
-    return embeddings + config['n_layer'] * per_layer * n_embd * n_embd
-
-
-def passes(test, value):
-    """Whether test(value) is true; a test that cannot even run on value fails."""
-    try:
-        return test(value)
-    except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError):
-        return False
+def check(fields, tests, wrong):
+    """Raise a ValueError that names the first field that is missing or fails its test. A test
+    that cannot even run on the field fails too."""
+    for name, (what, test) in tests.items():
+        try:
+            passed = test(fields[name])
+        except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError):
+            passed = False
+        if not passed:
+            raise ValueError(f'{wrong}{name} must be {what}')
 
 
 def save(model, path, run):
@@ -400,65 +391,28 @@ def save(model, path, run):
 def load(path):
     """The model and the run that save() wrote to path. A file that cannot be read raises OSError;
     anything but such a checkpoint, a ValueError that names the field that is wrong."""
-    wrong = f'{path} is not a microgpt checkpoint: its'
+    wrong = f'{path} is not a microgpt checkpoint: its '
     try:
         with open(path, encoding='utf-8') as f:
             ckpt = json.load(f)
     except ValueError as e:  # not UTF-8, or not JSON
-        raise ValueError(f'{wrong} text is not JSON ({e})') from None
-    for field, what, test in CHECKPOINT:
-        if not passes(test, ckpt):
-            raise ValueError(f'{wrong} {field} must be {what}')
-    run, n = ckpt['run'], parameters(ckpt)
-    state = {  # the rest of a run: what each field must be, and a test of it
-        'losses': ('a list of finite numbers', numbers),
-        'm': (f'a list of {n} finite numbers', lambda x: numbers(x) and len(x) == n),
-        'v': (f'a list of {n} finite numbers, 0 or more',  # means of squares
-              lambda x: numbers(x) and len(x) == n and min(x) >= 0),
-        'data': ('text', lambda x: type(x) is str), 'sha256': ('text', lambda x: type(x) is str),
-        'pretrained': ('true or false', lambda x: type(x) is bool),
-        'random': ('a state that random.setstate() takes', is_random_state)}
-    if run.keys() != SETTINGS.keys() | state.keys():
-        raise ValueError(f'{wrong} run must have the fields {", ".join([*SETTINGS, *state])}')
-    for name, (what, test) in {**SETTINGS, **state}.items():
-        if not passes(test, run[name]):
-            raise ValueError(f'{wrong} run.{name} must be {what}')
+        raise ValueError(f'{wrong}text is not JSON ({e})') from None
+    check(ckpt, CHECKPOINT, wrong)
+    params = iter(ckpt['params'])
+    try:  # GPT() calls init() for each parameter, so it stops where the saved numbers run out
+        model = GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: next(params))
+    except StopIteration:
+        model = None
+    if model is None or next(params, None) is not None:
+        raise ValueError(f'{wrong}params must be as many numbers as the sizes need')
+    run = ckpt['run']
+    check(run, {**SETTINGS, **RUN}, wrong + 'run.')
+    for name in 'm', 'v':  # Adam's, for each parameter
+        if len(run[name]) != len(model.params):
+            raise ValueError(f'{wrong}run.{name} must hold {len(model.params)} numbers')
     if len(run['losses']) > run['steps']:
-        raise ValueError(f'{wrong} run.losses must be no more than its steps')
-    params = iter(ckpt['params'])  # GPT() calls init() for each, in the order of model.params
-    return GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: next(params)), run
-
-
-def explain(model, text):
-    """After BOS and after each character of text: the 5 likeliest next tokens, as (probability,
-    name). Then, for each layer and head, a row per position: its weights on the ones so far."""
-    if len(text) >= model.block_size:
-        raise ValueError(f'the text must be shorter than the block, {model.block_size} characters')
-    cache = model.empty_cache()
-    names = model.tokenizer.chars + ['<end>']  # to predict BOS is to end the text
-    predictions = []
-    for pos, token in enumerate(model.tokenizer.encode(text)):
-        probs = [p.data for p in softmax(model(token, pos, cache))]
-        predictions.append(sorted(zip(probs, names), reverse=True)[:5])
-    attention = []  # for each layer, for each head, a row of weights per position
-    for _, _, head_weights in cache:
-        rows = [[weight.data for weight in weights] for weights in head_weights]
-        attention.append([rows[head::model.n_head] for head in range(model.n_head)])
-    return predictions, attention
-
-
-def sparkline(losses, encoding, width=40):
-    """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
-    bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
-    try:
-        bars.encode(encoding or 'ascii')
-    except UnicodeEncodeError:  # the output cannot show the blocks: ASCII, lowest to highest
-        bars = '_.-~=+*#'
-    n = min(width, len(losses))
-    means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
-    low, high = min(means), max(means)
-    curve = ''.join(bars[round(7 * (m - low) / ((high - low) or 1))] for m in means)
-    return f'loss curve: {means[0]:.4f} {curve} {means[-1]:.4f} ({n} slices of the steps)'
+        raise ValueError(f'{wrong}run.losses must be no more than its steps')
+    return model, run
 
 
 def flag(name):
@@ -483,26 +437,31 @@ def parse_args(argv):
             raise ValueError(f'{flag(name)} must be {what}')
     if args['load'] and args['resume']:
         raise ValueError('--load and --resume: give one or the other')
-    fixed = set(SIZES) | (SETTINGS.keys() - SAMPLING if args['resume'] else set())
-    clash = sorted(given.keys() & fixed) if args['load'] or args['resume'] else []
+    fixed = ()  # the flags that a checkpoint decides
+    if args['load']:
+        fixed = SIZES
+    elif args['resume']:
+        fixed = SIZES + ('seed', 'steps', 'lr')
+    clash = [name for name in fixed if name in given]
     if clash:
         raise ValueError(f'leave out {" ".join(map(flag, clash))}: a checkpoint decides the sizes, '
                          'and a resumed run its seed, lr and steps')
-    save, source = args['save'], args['load'] or args['resume']
-    if save and os.path.isfile(save) and not (source and os.path.samefile(save, source)):
-        raise ValueError(f'{save} exists: continue it with --resume, or give another --save')
+    target, source = args['save'], args['load'] or args['resume']
+    if target and os.path.isfile(target) and not (source and os.path.samefile(target, source)):
+        raise ValueError(f'{target} exists: continue it with --resume, or give another --save')
     return args, given
 
 
 def new_run(args):
     """A new run of a new model, or of the --load checkpoint's model, and the documents it reads."""
-    model = load(args['load'])[0] if args['load'] else None
     run = {name: args[name] for name in SETTINGS}
     random.seed(run['seed'])
-    # The documents: to train, and to make a new model's vocabulary. A loaded model may sample
-    # without them.
-    docs, digest = read_data(args['data']) if run['steps'] or not model else ([], '')
-    model = model or GPT(Tokenizer(''.join(docs)), **{size: args[size] for size in SIZES})
+    if args['load']:
+        model = load(args['load'])[0]
+        docs, digest = read_data(args['data']) if run['steps'] else ([], '')  # to sample, no data
+    else:
+        docs, digest = read_data(args['data'])  # to train, and to make the vocabulary
+        model = GPT(Tokenizer(''.join(docs)), **{size: args[size] for size in SIZES})
     n = len(model.params)
     run.update(losses=[], m=[0.0] * n, v=[0.0] * n, sha256=digest, pretrained=bool(args['load']),
                data=os.path.abspath(args['data']) if docs else '')
@@ -536,14 +495,13 @@ def read_data(path):
 
 
 def check_texts(model, docs, run, explain_text):
-    """Refuse, before any training, text the model cannot read; then print its sizes."""
+    """Refuse, before any training, text the model cannot read."""
     unknown = set(''.join(docs) + run['prompt'] + explain_text) - set(model.tokenizer.chars)
     if unknown:
         raise ValueError(f'{"".join(sorted(unknown))!r}: not in the vocabulary of the model')
     if max(len(run['prompt']), len(explain_text)) >= model.block_size:
         raise ValueError('--prompt and --explain must be shorter than the block of the model, '
                          f'{model.block_size} characters')
-    print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
 
 
 def train_and_save(model, docs, run, path):
@@ -592,11 +550,12 @@ def report(model, docs, run, text):
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
     unseen = docs[steps:steps + HELD_OUT]  # train() reads docs[step % len(docs)], so not these
-    if losses and not run['pretrained'] and unseen:
+    trained_from_scratch = losses and not run['pretrained']  # a loaded model may have seen these
+    if trained_from_scratch and unseen:
         held_out = fmean(document_loss(model, doc).data for doc in unseen)
         print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of '
               f'the last {min(len(losses), 100)} steps: {fmean(losses[-100:]):.4f})')
-    elif losses and not run['pretrained']:
+    elif trained_from_scratch:
         print(f'held-out loss: none, all {len(docs)} documents were trained on')
     if text:
         show(model, text)
@@ -609,6 +568,38 @@ def report(model, docs, run, text):
     if docs and texts:
         new = sum(drawn not in docs for drawn in texts)
         print(f'new: {new} of {len(texts)} samples are not in the data')
+
+
+def explain(model, text):
+    """After BOS and after each character of text: the 5 likeliest next tokens, as (probability,
+    name). Then, for each layer and head, a row per position: its weights on the ones so far."""
+    if len(text) >= model.block_size:
+        raise ValueError(f'the text must be shorter than the block, {model.block_size} characters')
+    cache = model.empty_cache()
+    names = model.tokenizer.chars + ['<end>']  # to predict BOS is to end the text
+    predictions = []
+    for pos, token in enumerate(model.tokenizer.encode(text)):
+        probs = [p.data for p in softmax(model(token, pos, cache))]
+        predictions.append(sorted(zip(probs, names), reverse=True)[:5])
+    attention = []  # for each layer, for each head, a row of weights per position
+    for _, _, head_weights in cache:
+        rows = [[weight.data for weight in weights] for weights in head_weights]
+        attention.append([rows[head::model.n_head] for head in range(model.n_head)])
+    return predictions, attention
+
+
+def sparkline(losses, encoding, width=40):
+    """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
+    bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
+    try:
+        bars.encode(encoding or 'ascii')
+    except UnicodeEncodeError:  # the output cannot show the blocks: ASCII, lowest to highest
+        bars = '_.-~=+*#'
+    n = min(width, len(losses))
+    means = [fmean(losses[i * len(losses) // n:(i + 1) * len(losses) // n]) for i in range(n)]
+    low, high = min(means), max(means)
+    curve = ''.join(bars[round(7 * (m - low) / ((high - low) or 1))] for m in means)
+    return f'loss curve: {means[0]:.4f} {curve} {means[-1]:.4f} ({n} slices of the steps)'
 
 
 def show(model, text):
@@ -625,7 +616,9 @@ def show(model, text):
             print(' ' * 6 + ''.join(f'{label:>5}' for label in labels))
             for label, row in zip(labels, rows):
                 print(f'{label:>5} ' + ''.join(f'{100 * weight:5.0f}' for weight in row))
-    print(HINT)
+    print('\nEach row is a position: its weights on itself and the positions before it add up to '
+          '100.\nWeight just left of the diagonal: it looks at the previous character. A tall '
+          'column:\nlater positions look back at one letter. An even row: it averages all so far.')
 
 
 def main(argv=None):
@@ -638,6 +631,7 @@ def main(argv=None):
         args, given = parse_args(argv)  # argparse reads sys.argv when argv is None
         model, docs, run = resumed_run(args, given) if args['resume'] else new_run(args)
         check_texts(model, docs, run, args['explain'])
+        print(f'vocab size: {model.tokenizer.vocab_size}\nnum params: {len(model.params)}')
         path = args['save'] or args['resume']  # without --save, a resumed run saves where it was
         train_and_save(model, docs, run, path)
         if not STOP['signals']:
@@ -647,7 +641,7 @@ def main(argv=None):
         print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
         return 128 + STOP['signals'][0]
     except KeyboardInterrupt:  # stopped at once: see stop()
-        return 128 + (STOP['signals'] or [signal.SIGINT])[0]  # SIGINT when no handler of ours
+        return 128 + (STOP['signals'][0] if STOP['signals'] else signal.SIGINT)  # or not ours
     except BrokenPipeError:  # the reader of the output went away, as head does: end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return 128 + signal.SIGPIPE

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import time
+import tracemalloc
 from statistics import fmean
 
 import pytest
@@ -843,9 +844,9 @@ CHECKPOINT_ERRORS = {
     'not UTF-8': (lambda p: p.write_bytes(b'\xff\xfe{}') and str(p), 'text'),
     'a JSON list': (lambda p: p.write_text('[1, 2]') and str(p), 'format'),
     'wrong format': (lambda p: rewrite(p, lambda c: c.update(format='other')), 'format'),
-    'version 1': (lambda p: rewrite(p, lambda c: c.update(version=1)), 'format'),
-    'version 2': (lambda p: rewrite(p, lambda c: c.update(version=2)), 'format'),
-    'version true': (lambda p: rewrite(p, lambda c: c.update(version=True)), 'format'),
+    'version 1': (lambda p: rewrite(p, lambda c: c.update(version=1)), 'version'),
+    'version 2': (lambda p: rewrite(p, lambda c: c.update(version=2)), 'version'),
+    'version true': (lambda p: rewrite(p, lambda c: c.update(version=True)), 'version'),
     'reversed vocabulary': (lambda p: rewrite(p, lambda c: c.update(vocab=c['vocab'][::-1])),
                             'vocab'),
     'a repeated character': (lambda p: rewrite(p, lambda c: c.update(vocab='a' + c['vocab'])),
@@ -869,9 +870,9 @@ CHECKPOINT_ERRORS = {
     'run a list': (lambda p: rewrite(p, lambda c: c.update(run=[1, 2])), 'run'),
     'run a string': (lambda p: rewrite(p, lambda c: c.update(run='run')), 'run'),
     'run missing': (lambda p: rewrite(p, lambda c: c.pop('run')), 'run'),
-    'sha256 missing': (drop_run('sha256'), 'run'),
-    'pretrained missing': (drop_run('pretrained'), 'run'),
-    'random missing': (drop_run('random'), 'run'),
+    'sha256 missing': (drop_run('sha256'), 'run.sha256'),
+    'pretrained missing': (drop_run('pretrained'), 'run.pretrained'),
+    'random missing': (drop_run('random'), 'run.random'),
     'steps a string': (edit_run('steps', 'many'), 'run.steps'),
     'steps fractional': (edit_run('steps', 12.5), 'run.steps'),
     'steps negative': (edit_run('steps', -3), 'run.steps'),
@@ -915,13 +916,17 @@ def test_load_raises_a_value_error_naming_the_field_that_is_wrong(case, checkpoi
     assert f'its {field} ' in message, message
 
 
-@pytest.mark.parametrize('vocab, n_layer, n_embd, n_head, block_size', [
-    ('ab', 1, 4, 1, 3), ('abcdefghijklmnopqrstuvwxyz', 1, 16, 4, 16), ('xyz', 3, 6, 2, 5)])
-def test_the_parameter_count_load_expects_is_what_gpt_makes(vocab, n_layer, n_embd, n_head,
-                                                            block_size):
-    sizes = {'n_layer': n_layer, 'n_embd': n_embd, 'n_head': n_head, 'block_size': block_size}
-    model = GPT(Tokenizer(vocab), **sizes)
-    assert microgpt.parameters({'vocab': vocab, 'config': sizes}) == len(model.params)
+def test_a_huge_config_is_refused_having_built_no_more_than_the_saved_numbers(checkpoint):
+    # Built in full, 8 layers of width 10**6 would need 10**14 parameters.
+    path = rewrite(checkpoint, lambda c: c['config'].update(n_layer=8, n_embd=10**6, n_head=1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match='its params must be as many numbers as the sizes'):
+            load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20  # bytes: the few thousand saved numbers, as Values, and the JSON
 
 
 def test_load_lets_a_missing_file_raise_os_error(tmp_path):
