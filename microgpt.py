@@ -13,12 +13,11 @@ from operator import add, mul, neg, sub, truediv
 
 # Data and tokenizer. A document is one line of text; here, each document is a name.
 def read_documents(path):
-    """The non-blank lines of a UTF-8 text file, stripped of spaces, in a shuffled order."""
+    """The non-blank lines of a UTF-8 text file, stripped of spaces."""
     with open(path, encoding='utf-8-sig') as f:  # -sig: a byte-order mark is not text
         docs = [line.strip() for line in f if line.strip()]
     if not docs:
         raise ValueError(f'{path} has no documents: give a text file with one document a line')
-    random.shuffle(docs)  # so that training does not meet them in the file's order
     return docs
 
 
@@ -39,7 +38,7 @@ class Tokenizer:
 
 # Autograd. A Value is a number that remembers how it was computed, so gradients can flow back.
 def binary(forward, d_dx, d_dy):
-    """An operator's two methods, for x op y and for a number x op a Value y, from its row below."""
+    """The two methods of an operator: x op y, and its reflected form, a number x op a Value y."""
     def method(self, other):
         if isinstance(other, Value):
             x, y = self.data, other.data
@@ -88,14 +87,14 @@ class Value:
         It searches depth first, with a stack of its own, so that deep graphs hit no limit."""
         order, visited, stack = [], set(), [(self, False)]
         while stack:
-            value, expanded = stack.pop()
-            if expanded:
+            value, children_ordered = stack.pop()
+            if children_ordered:
                 order.append(value)
             elif value not in visited:
                 visited.add(value)
-                stack.append((value, True))
+                stack.append((value, True))  # popped again once all its children are in order
                 for child in value.children:
-                    if child.children and child not in visited:  # leaves pass nothing on
+                    if child.children and child not in visited:  # a leaf has nothing to pass on
                         stack.append((child, False))
         self.grad = 1.0
         for value in reversed(order):  # a value's gradient is complete before it is passed on
@@ -147,9 +146,8 @@ def cross_entropy(logits, target):
     return Value(math.log(total) - (logits[target].data - top), logits, grads)
 
 
-# The model: GPT-2's design, without biases and with ReLU and RMSNorm, reading one token at a time.
-# Each layer's matrices, with (rows, columns) in multiples of n_embd. So fc1 is 4 n_embd by n_embd.
-LAYER = {'wq': (1, 1), 'wk': (1, 1), 'wv': (1, 1), 'wo': (1, 1), 'fc1': (4, 1), 'fc2': (1, 4)}
+# The model: GPT-2's design without biases, with ReLU and with RMSNorm (on the embeddings too),
+# reading one token at a time.
 
 
 class GPT:
@@ -164,15 +162,17 @@ class GPT:
         self.wte = matrix(tokenizer.vocab_size, n_embd, init)
         self.wpe = matrix(block_size, n_embd, init)
         self.lm_head = matrix(tokenizer.vocab_size, n_embd, init)
-        self.layers = [{name: matrix(rows * n_embd, cols * n_embd, init)
-                        for name, (rows, cols) in LAYER.items()} for _ in range(n_layer)]
+        self.layers = [{'wq': matrix(n_embd, n_embd, init), 'wk': matrix(n_embd, n_embd, init),
+                        'wv': matrix(n_embd, n_embd, init), 'wo': matrix(n_embd, n_embd, init),
+                        'fc1': matrix(4 * n_embd, n_embd, init),
+                        'fc2': matrix(n_embd, 4 * n_embd, init)} for _ in range(n_layer)]
         mats = [self.wte, self.wpe, self.lm_head] + [m for lay in self.layers for m in lay.values()]
         self.params = [p for mat in mats for row in mat for p in row]
 
     def empty_cache(self):
-        """For each layer, the keys and values of the positions read so far, and attention weights:
-        head_weights[p * n_head + h] is what head h at position p put on positions 0 to p."""
-        return [([], [], []) for _ in self.layers]
+        """For each layer, the keys and values of the positions read so far, and for each head the
+        attention weights it gave at each position."""
+        return [([], [], [[] for _ in range(self.n_head)]) for _ in self.layers]
 
     def __call__(self, token, pos, cache):
         """The logits after `token` at position `pos`, which score each token that may come next."""
@@ -192,28 +192,27 @@ class GPT:
         keys.append(linear(x, layer['wk']))  # the future is not in the cache, so is never looked at
         values.append(linear(x, layer['wv']))
         out = []  # the outputs of all heads, side by side
-        for start in range(0, self.n_embd, self.head_dim):  # each head has its own channels
-            head = slice(start, start + self.head_dim)
+        for h in range(self.n_head):  # each head has its own channels
+            head = slice(h * self.head_dim, (h + 1) * self.head_dim)
             # scaled, so that the softmax does not put all its weight on one position
             scores = [dot(query[head], key[head]) / self.head_dim**0.5 for key in keys]
             weights = softmax(scores)
-            head_weights.append(weights)
-            for j in range(start, start + self.head_dim):  # a weighted sum of the values
+            head_weights[h].append(weights)
+            for j in range(head.start, head.stop):  # a weighted sum of the values
                 out.append(dot(weights, [value[j] for value in values]))
         return linear(out, layer['wo'])  # wo mixes what the heads found
 
 
 # Adam. Plain gradient descent would do p.data -= lr * p.grad. Adam divides the running mean of the
 # gradient (m) by the root of the running mean of its square (v), so steps stay near lr in size.
-def adam(params, m, v, step, num_steps, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
+def adam(params, m, v, step, lr, beta1=0.85, beta2=0.99, eps=1e-8):
     """One update, with the classic microgpt's settings; then each gradient is set back to 0."""
-    lr_t = lr * (1 - step / num_steps)  # the learning rate decays linearly toward 0
     # m and v start at 0, so they are too small at first. Dividing by these undoes that.
     m_correction, v_correction = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
     for i, p in enumerate(params):
         m[i] = beta1 * m[i] + (1 - beta1) * p.grad
         v[i] = beta2 * v[i] + (1 - beta2) * p.grad ** 2
-        p.data -= lr_t * (m[i] / m_correction) / ((v[i] / v_correction) ** 0.5 + eps)
+        p.data -= lr * (m[i] / m_correction) / ((v[i] / v_correction) ** 0.5 + eps)
         p.grad = 0.0
 
 
@@ -241,7 +240,8 @@ def train(model, docs, num_steps, lr=0.01, start=0, moments=None):
         if not math.isfinite(loss.data):  # training diverged, so stop before the update
             raise FloatingPointError(f'the loss is {loss.data}')
         loss.backward()
-        adam(model.params, m, v, step, num_steps, lr)
+        lr_t = lr * (1 - step / num_steps)  # the learning rate decays linearly toward 0
+        adam(model.params, m, v, step, lr_t)
         yield step, loss.data
 
 
@@ -254,10 +254,10 @@ def sample(model, temperature=0.5, prompt='', top_k=0):
         raise ValueError(f'need temperature > 0, top_k >= 0, prompt < {model.block_size} chars')
     tokens = model.tokenizer.encode(prompt)
     cache = model.empty_cache()
-    for pos, token in enumerate(tokens[:-1]):  # the prompt but its last token, into the cache
-        model(token, pos, cache)
-    for pos in range(len(tokens) - 1, model.block_size):  # the newest token in, the next one out
-        logits = model(tokens[-1], pos, cache)
+    for pos in range(model.block_size):  # the token at pos in, the next one out
+        logits = model(tokens[pos], pos, cache)
+        if pos < len(tokens) - 1:  # still reading the prompt, whose next token is known
+            continue
         probs = [p.data for p in softmax([z / temperature for z in logits])]
         if top_k:
             kth = sorted(probs, reverse=True)[min(top_k, len(probs)) - 1]
@@ -487,8 +487,9 @@ def resumed_run(args, given):
 
 
 def read_data(path):
-    """The documents at path, shuffled (see read_documents), and the SHA-256 of its bytes."""
+    """The documents at path in a shuffled order, and the SHA-256 of its bytes."""
     docs = read_documents(path)
+    random.shuffle(docs)  # the first draw from the random stream, as in the classic microgpt
     print(f'num docs: {len(docs)}')
     with open(path, 'rb') as f:
         return docs, hashlib.sha256(f.read()).hexdigest()
@@ -550,7 +551,8 @@ def report(model, docs, run, text):
     if losses:
         print(sparkline(losses, sys.stdout.encoding))
     unseen = docs[steps:steps + HELD_OUT]  # train() reads docs[step % len(docs)], so not these
-    trained_from_scratch = losses and not run['pretrained']  # a loaded model may have seen these
+    # A loaded model may have trained on the held-out documents, so it is not scored on them.
+    trained_from_scratch = bool(losses) and not run['pretrained']
     if trained_from_scratch and unseen:
         held_out = fmean(document_loss(model, doc).data for doc in unseen)
         print(f'held-out loss {held_out:.4f} on {len(unseen)} documents never trained on (mean of '
@@ -583,8 +585,7 @@ def explain(model, text):
         predictions.append(sorted(zip(probs, names), reverse=True)[:5])
     attention = []  # for each layer, for each head, a row of weights per position
     for _, _, head_weights in cache:
-        rows = [[weight.data for weight in weights] for weights in head_weights]
-        attention.append([rows[head::model.n_head] for head in range(model.n_head)])
+        attention.append([[[w.data for w in row] for row in rows] for rows in head_weights])
     return predictions, attention
 
 

@@ -4,6 +4,7 @@ command line end to end (in-process through main(), and as a real process where 
 terminal or the exit status of the interpreter matter)."""
 import errno
 import gc
+import hashlib
 import json
 import math
 import os
@@ -94,11 +95,18 @@ def samples_of(out):
 def small_model_as_the_cli_trains_it(data, steps):
     """The documents and the SMALL model that `--data data --steps steps` (seed 42) trains."""
     random.seed(42)
-    docs = read_documents(data)
+    docs = shuffled_documents(data)
     model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
     for _ in train(model, docs, steps):
         pass
     return docs, model
+
+
+def shuffled_documents(path):
+    """The documents as the command line reads them: shuffled, as the random stream's first draw."""
+    docs = read_documents(path)
+    random.shuffle(docs)
+    return docs
 
 
 def shuffled_tiny_names(seed=42):
@@ -267,15 +275,25 @@ def test_backward_twice_accumulates():
 
 # --- Data and tokenizer -------------------------------------------------------------------------
 
-def test_read_documents_strips_drops_blank_lines_and_shuffles_with_random(tmp_path):
+def test_read_documents_strips_and_drops_blank_lines_in_the_file_order(tmp_path):
     path = tmp_path / 'docs.txt'
     path.write_text('  emma \n\n\t\nolivia\r\nava\n  \nmia', encoding='utf-8')
+    state = random.getstate()
+    assert read_documents(str(path)) == ['emma', 'olivia', 'ava', 'mia']
+    assert random.getstate() == state  # no draw from the random stream
+
+
+def test_read_data_shuffles_with_the_first_draw_and_hashes_the_bytes(tmp_path, capsys):
+    path = tmp_path / 'docs.txt'
+    path.write_bytes(b'emma\nolivia\nava\nmia\n')
     random.seed(7)
-    docs = read_documents(str(path))
+    docs, digest = microgpt.read_data(str(path))
     random.seed(7)
     expected = ['emma', 'olivia', 'ava', 'mia']
     random.shuffle(expected)  # the random stream's first use, as in the reference
     assert docs == expected
+    assert digest == hashlib.sha256(b'emma\nolivia\nava\nmia\n').hexdigest()
+    assert capsys.readouterr().out == 'num docs: 4\n'
 
 
 def test_read_documents_refuses_a_file_without_documents(tmp_path):
@@ -458,14 +476,14 @@ def test_adam_on_a_hand_checkable_case():
     p = Value(1.0)
     p.grad = 2.0
     m, v = [0.0], [0.0]
-    adam([p], m, v, step=0, num_steps=10, lr=0.1)
+    adam([p], m, v, step=0, lr=0.1)
     # first step: m = 0.15 * 2 = 0.3, v = 0.01 * 4 = 0.04; the bias corrections undo the 0.15 and
     # 0.01, so the step is lr * 2 / (sqrt(4) + eps): about lr, against the gradient.
     assert m == [pytest.approx(0.3)] and v == [pytest.approx(0.04)]
     assert p.data == pytest.approx(1.0 - 0.1 * 2.0 / (2.0 + 1e-8), rel=1e-12)
     assert p.grad == 0.0
     p.grad = 2.0
-    adam([p], m, v, step=5, num_steps=10, lr=0.1)  # learning rate has decayed to half
+    adam([p], m, v, step=5, lr=0.05)
     m_hat, v_hat = (0.85 * 0.3 + 0.3) / (1 - 0.85 ** 6), (0.99 * 0.04 + 0.04) / (1 - 0.99 ** 6)
     assert p.data == pytest.approx(0.9 - 0.05 * m_hat / (v_hat ** 0.5 + 1e-8), rel=1e-9)
 
@@ -937,7 +955,7 @@ def test_load_lets_a_missing_file_raise_os_error(tmp_path):
 def test_a_run_resumed_from_a_checkpoint_is_the_straight_run_bit_for_bit(tiny_file, tmp_path):
     # The straight run: 12 steps of the reference on the tiny names, then 5 samples.
     random.seed(42)
-    docs = read_documents(tiny_file)
+    docs = shuffled_documents(tiny_file)
     model = GPT(Tokenizer(''.join(docs)))
     straight = [loss for _, loss in train(model, docs, 12)]
     straight_samples = [sample(model) for _ in range(5)]
@@ -945,7 +963,7 @@ def test_a_run_resumed_from_a_checkpoint_is_the_straight_run_bit_for_bit(tiny_fi
     assert straight_samples == TINY_SAMPLES
     # The same run stopped after 5 steps and saved as the command line does.
     random.seed(42)
-    docs = read_documents(tiny_file)
+    docs = shuffled_documents(tiny_file)
     model = GPT(Tokenizer(''.join(docs)))
     run_out = a_run(model, steps=12)
     for _, loss in train(model, docs, 12, moments=(run_out['m'], run_out['v'])):
@@ -959,7 +977,7 @@ def test_a_run_resumed_from_a_checkpoint_is_the_straight_run_bit_for_bit(tiny_fi
     del model, run_out
     model, run_in = load(path)
     random.seed(run_in['seed'])
-    docs = read_documents(tiny_file)
+    docs = shuffled_documents(tiny_file)
     state = run_in['random']
     random.setstate((state[0], tuple(state[1]), state[2]))
     done = len(run_in['losses'])
@@ -1373,7 +1391,7 @@ def test_held_out_loss_is_the_mean_loss_of_the_documents_after_the_last_trained_
     monkeypatch.undo()
     # The same run in-process: the held-out set is the n documents after the 20 trained on.
     random.seed(42)
-    docs = read_documents(str(data))
+    docs = shuffled_documents(str(data))
     model = GPT(Tokenizer(''.join(docs)), n_embd=4, n_head=1, block_size=8)
     losses = [loss for _, loss in train(model, docs, 20)]
     samples = [sample(model) for _ in range(3)]  # straight after training: no draw in between
@@ -1484,7 +1502,7 @@ def test_explain_prints_a_triangle_of_attention_per_layer_and_head(tiny_file, ca
         f'attention of layer {layer}, head {head}: where each position looks, in percent'
         for layer in (1, 2) for head in (1, 2)]  # one block per layer and head
     random.seed(42)
-    docs = read_documents(tiny_file)
+    docs = shuffled_documents(tiny_file)
     model = GPT(Tokenizer(''.join(docs)), n_layer=2, n_embd=8, n_head=2, block_size=8)
     for _ in train(model, docs, 3):
         pass
