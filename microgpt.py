@@ -291,7 +291,6 @@ SIZES = ('n_layer', 'n_embd', 'n_head', 'block_size')  # the settings that shape
 SAMPLING = {'samples', 'temperature', 'top_k', 'prompt'}  # the settings a resume may change
 SAVE_EVERY = 100  # steps between checkpoints: a kill loses at most these
 HELD_OUT = 50  # documents never trained on, scored after training: does the model generalize?
-STOP = {'signals': [], 'training': False}  # the signals caught, and whether training: see stop()
 FLAGS = {  # each flag's name (--name, with - for _), type, default and meaning
     'data': (str, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'names.txt'),
              'UTF-8 text, one document a line'),
@@ -328,8 +327,12 @@ def random_state(saved):
 
 
 def is_random_state(saved):
-    random.Random().setstate(random_state(saved))  # a throwaway generator; check() catches a raise
-    return True
+    """Whether random.setstate() takes the state saved: a throwaway generator tries it."""
+    try:
+        random.Random().setstate(random_state(saved))
+        return True
+    except (IndexError, KeyError, OverflowError, TypeError, ValueError):
+        return False
 
 
 # What each field of a run or a checkpoint must be, and a test of it. See check().
@@ -505,6 +508,19 @@ def check_texts(model, docs, run, explain_text):
                          f'{model.block_size} characters')
 
 
+STOP = {'signals': [], 'training': False}  # the signals caught, and whether training
+
+
+def stop(signum, frame):
+    """Ctrl-C (SIGINT) and SIGTERM, once program() has made this their handler. During training
+    (STOP['training']), the first one is only noted: the step in progress finishes, and then
+    train_and_save() saves the run and stops it. Anywhere else, or a second time, the program
+    stops at once, with a KeyboardInterrupt that main() turns into its exit status."""
+    STOP['signals'].append(signum)
+    if len(STOP['signals']) > 1 or not STOP['training']:
+        raise KeyboardInterrupt
+
+
 def train_and_save(model, docs, run, path):
     """Train to the run's planned end, printing each step; with a path, checkpoint as it goes."""
     losses, steps, tty = run['losses'], run['steps'], sys.stdout.isatty()
@@ -572,23 +588,6 @@ def report(model, docs, run, text):
         print(f'new: {new} of {len(texts)} samples are not in the data')
 
 
-def explain(model, text):
-    """After BOS and after each character of text: the 5 likeliest next tokens, as (probability,
-    name). Then, for each layer and head, a row per position: its weights on the ones so far."""
-    if len(text) >= model.block_size:
-        raise ValueError(f'the text must be shorter than the block, {model.block_size} characters')
-    cache = model.empty_cache()
-    names = model.tokenizer.chars + ['<end>']  # to predict BOS is to end the text
-    predictions = []
-    for pos, token in enumerate(model.tokenizer.encode(text)):
-        probs = [p.data for p in softmax(model(token, pos, cache))]
-        predictions.append(sorted(zip(probs, names), reverse=True)[:5])
-    attention = []  # for each layer, for each head, a row of weights per position
-    for _, _, head_weights in cache:
-        attention.append([[[w.data for w in row] for row in rows] for rows in head_weights])
-    return predictions, attention
-
-
 def sparkline(losses, encoding, width=40):
     """The loss curve in a line: each character is the mean loss over an equal slice of steps."""
     bars = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'  # the eight block characters
@@ -622,6 +621,23 @@ def show(model, text):
           'column:\nlater positions look back at one letter. An even row: it averages all so far.')
 
 
+def explain(model, text):
+    """After BOS and after each character of text: the 5 likeliest next tokens, as (probability,
+    name). Then, for each layer and head, a row per position: its weights on the ones so far."""
+    if len(text) >= model.block_size:
+        raise ValueError(f'the text must be shorter than the block, {model.block_size} characters')
+    cache = model.empty_cache()
+    names = model.tokenizer.chars + ['<end>']  # to predict BOS is to end the text
+    predictions = []
+    for pos, token in enumerate(model.tokenizer.encode(text)):
+        probs = [p.data for p in softmax(model(token, pos, cache))]
+        predictions.append(sorted(zip(probs, names), reverse=True)[:5])
+    attention = []  # for each layer, for each head, a row of weights per position
+    for _, _, head_weights in cache:
+        attention.append([[[w.data for w in row] for row in rows] for rows in head_weights])
+    return predictions, attention
+
+
 def main(argv=None):
     """The command line. Its exit status: 0 when done; 1 when training diverged (a number no longer
     finite); 2 for bad input, a file that cannot be read or written, or no memory left; 141 when
@@ -649,16 +665,6 @@ def main(argv=None):
     except (ArithmeticError, MemoryError, OSError, ValueError) as e:
         print(f'microgpt: error: {str(e) or type(e).__name__}', file=sys.stderr)
         return 1 if isinstance(e, ArithmeticError) else 2
-
-
-def stop(signum, frame):
-    """Ctrl-C (SIGINT) and SIGTERM, once program() has made this their handler. During training
-    (STOP['training']), the first one is only noted: the step in progress finishes, and then
-    train_and_save() saves the run and stops it. Anywhere else, or a second time, the program
-    stops at once, with a KeyboardInterrupt that main() turns into its exit status."""
-    STOP['signals'].append(signum)
-    if len(STOP['signals']) > 1 or not STOP['training']:
-        raise KeyboardInterrupt
 
 
 def program():
