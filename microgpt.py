@@ -84,7 +84,7 @@ class Value:
     def backward(self):
         """Set self.grad to 1, and add d(self)/d(v) to v.grad for each value v that self depends on
         (adam() sets them back to 0). A topological sort first puts every value after its children.
-        It searches depth first, with a stack of its own, so that deep graphs hit no limit."""
+        It searches depth first with its own stack: recursion fails on a sum() of 2000 values."""
         order, visited, stack = [], set(), [(self, False)]
         while stack:
             value, children_ordered = stack.pop()
@@ -428,13 +428,21 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    """Every flag's value, given or default, once checked; and the names of the flags given."""
+    """Every flag's value, given or default; and the flags given, with their values."""
     parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
     for name, (kind, default, meaning) in FLAGS.items():
         parser.add_argument(flag(name), type=kind, help=f'{meaning} [{default!r}]')
     values = vars(parser.parse_args(argv))  # no defaults there: None means a flag not given
     given = {name: value for name, value in values.items() if value is not None}
     args = {name: given.get(name, default) for name, (_, default, _) in FLAGS.items()}
+    check_flags(args, given)
+    return args, given
+
+
+def check_flags(args, given):
+    """Refuse a setting out of its range; --load with --resume; a flag that the checkpoint decides
+    (the sizes, and for --resume the seed, steps and lr); and a --save over an existing file that is
+    not the checkpoint being continued."""
     for name, (what, test) in SETTINGS.items():
         if not test(args[name]):
             raise ValueError(f'{flag(name)} must be {what}')
@@ -452,7 +460,6 @@ def parse_args(argv):
     target, source = args['save'], args['load'] or args['resume']
     if target and os.path.isfile(target) and not (source and os.path.samefile(target, source)):
         raise ValueError(f'{target} exists: continue it with --resume, or give another --save')
-    return args, given
 
 
 def new_run(args):

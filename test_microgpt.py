@@ -257,6 +257,13 @@ def test_backward_handles_a_200000_node_chain_without_recursion():
     assert x.grad == 1.0
 
 
+def test_backward_through_a_sum_of_2000_values_deeper_than_the_recursion_limit():
+    values = [Value(float(i)) for i in range(2000)]
+    assert sys.getrecursionlimit() < 2000  # so a recursive search of this sum would fail
+    sum(values).backward()
+    assert all(value.grad == 1.0 for value in values)
+
+
 def test_value_used_twice_gets_both_contributions():
     x = Value(3.0)
     y = x * x + x
