@@ -340,11 +340,14 @@ SETTINGS = {'seed': ('an integer', lambda x: type(x) is int), 'steps': ('0 or mo
             'lr': ('a finite number above 0', positive), 'samples': ('0 or more', is_count),
             'temperature': ('a finite number above 0', positive), 'top_k': ('0 or more', is_count),
             'prompt': ('text', lambda x: type(x) is str)}  # the run's settings, given as flags too
-RUN = {'losses': ('a list of finite numbers', numbers), 'm': ('a list of finite numbers', numbers),
-       'v': ('a list of finite numbers, 0 or more', lambda x: numbers(x) and min(x) >= 0),
-       'data': ('text', lambda x: type(x) is str), 'sha256': ('text', lambda x: type(x) is str),
-       'pretrained': ('true or false', lambda x: type(x) is bool),
-       'random': ('a state that random.setstate() takes', is_random_state)}  # the rest of a run
+RUN = {  # the rest of a run: how far it got, and what it needs to go on
+    'losses': ('a list of finite numbers', numbers),  # one for each step done
+    'm': ('a list of finite numbers', numbers),  # Adam's running means, one for each parameter
+    'v': ('a list of finite numbers, 0 or more', lambda x: numbers(x) and all(n >= 0 for n in x)),
+    'data': ('text', lambda x: type(x) is str),  # the data's path, or '' for none
+    'sha256': ('text', lambda x: type(x) is str),  # the SHA-256 of the data's bytes
+    'pretrained': ('true or false', lambda x: type(x) is bool),  # whether --load gave the model
+    'random': ('a state that random.setstate() takes', is_random_state)}
 CHECKPOINT = {
     'format': ('"microgpt"', lambda x: x == 'microgpt'), 'version': ('3', lambda x: x == 3),
     'vocab': ('text that holds each character once, in order',
