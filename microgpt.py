@@ -360,15 +360,20 @@ CHECKPOINT = {
 
 
 def check(fields, tests, wrong):
-    """Raise a ValueError that names the first field that is missing or fails its test. A test
-    that cannot even run on the field fails too."""
+    """Raise a ValueError that names the first field that is missing or fails its test (a test that
+    cannot even run on the field fails too), or a field that has no test."""
     for name, (what, test) in tests.items():
+        if isinstance(fields, dict) and name not in fields:
+            raise ValueError(f'{wrong}{name} is missing')
         try:
             passed = test(fields[name])
         except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError):
             passed = False
         if not passed:
             raise ValueError(f'{wrong}{name} must be {what}')
+    unknown = sorted(fields.keys() - tests.keys())
+    if unknown:
+        raise ValueError(f'{wrong}{unknown[0]} is not a field it may have')
 
 
 def save(model, path, run):
@@ -404,13 +409,14 @@ def load(path):
     except ValueError as e:  # not UTF-8, or not JSON
         raise ValueError(f'{wrong}text is not JSON ({e})') from None
     check(ckpt, CHECKPOINT, wrong)
+    count = f'{wrong}params must be as many numbers as the sizes need'
     params = iter(ckpt['params'])
     try:  # GPT() calls init() for each parameter, so it stops where the saved numbers run out
         model = GPT(Tokenizer(ckpt['vocab']), **ckpt['config'], init=lambda: next(params))
-    except StopIteration:
-        model = None
-    if model is None or next(params, None) is not None:
-        raise ValueError(f'{wrong}params must be as many numbers as the sizes need')
+    except StopIteration:  # too few
+        raise ValueError(count) from None
+    if list(params):  # too many
+        raise ValueError(count)
     run = ckpt['run']
     check(run, {**SETTINGS, **RUN}, wrong + 'run.')
     for name in 'm', 'v':  # Adam's, for each parameter
@@ -431,7 +437,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    """Every flag's value, given or default; and the flags given, with their values."""
+    """Every flag's value, given or default, checked by check_flags(); and the flags given."""
     parser = ArgumentParser(prog='microgpt', description=__doc__.split('\n')[0], allow_abbrev=False)
     for name, (kind, default, meaning) in FLAGS.items():
         parser.add_argument(flag(name), type=kind, help=f'{meaning} [{default!r}]')
@@ -668,7 +674,7 @@ def main(argv=None):
         print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
         return 128 + STOP['signals'][0]
     except KeyboardInterrupt:  # stopped at once: see stop()
-        return 128 + (STOP['signals'][0] if STOP['signals'] else signal.SIGINT)  # or not ours
+        return 128 + (STOP['signals'][0] if STOP['signals'] else signal.SIGINT)  # not our handler
     except BrokenPipeError:  # the reader of the output went away, as head does: end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return 128 + signal.SIGPIPE
