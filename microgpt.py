@@ -94,7 +94,7 @@ class Value:
                 visited.add(value)
                 stack.append((value, True))  # popped again once all its children are in order
                 for child in value.children:
-                    if child.children and child not in visited:  # a leaf has nothing to pass on
+                    if child.children and child not in visited:  # leaves get their grad below
                         stack.append((child, False))
         self.grad = 1.0
         for value in reversed(order):  # a value's gradient is complete before it is passed on
@@ -143,13 +143,11 @@ def cross_entropy(logits, target):
     exps = [math.exp(z.data - top) for z in logits]
     total = sum(exps)
     grads = [e / total - float(i == target) for i, e in enumerate(exps)]
-    return Value(math.log(total) - (logits[target].data - top), logits, grads)
+    return Value(math.log(total) + top - logits[target].data, logits, grads)
 
 
 # The model: GPT-2's design without biases, with ReLU and with RMSNorm (on the embeddings too),
 # reading one token at a time.
-
-
 class GPT:
     def __init__(self, tokenizer, n_layer=1, n_embd=16, n_head=4, block_size=16,
                  init=lambda: random.gauss(0, 0.08)):  # the classic microgpt's sizes and spread
