@@ -361,7 +361,7 @@ def check(fields, tests, wrong):
     """Raise a ValueError that names the first field that is missing or fails its test (a test that
     cannot even run on the field fails too), or a field that has no test."""
     for name, (what, test) in tests.items():
-        if isinstance(fields, dict) and name not in fields:
+        if name not in fields:
             raise ValueError(f'{wrong}{name} is missing')
         try:
             passed = test(fields[name])
@@ -406,6 +406,8 @@ def load(path):
             ckpt = json.load(f)
     except ValueError as e:  # not UTF-8, or not JSON
         raise ValueError(f'{wrong}text is not JSON ({e})') from None
+    if type(ckpt) is not dict:
+        raise ValueError(f'{wrong}text is JSON, but not an object')
     check(ckpt, CHECKPOINT, wrong)
     count = f'{wrong}params must be as many numbers as the sizes need'
     params = iter(ckpt['params'])
@@ -493,7 +495,7 @@ def resumed_run(args, given):
         if given[name] != run[name]:
             print(f"{flag(name)} {given[name]!r} instead of the run's {run[name]!r}")
         run[name] = given[name]
-    data = os.path.abspath(args['data']) if 'data' in given else run['data']  # moved, perhaps
+    data = os.path.abspath(args['data']) if 'data' in given else run['data']  # given if it moved
     random.seed(run['seed'])  # so that the documents are shuffled as they were
     docs, digest = read_data(data) if data else ([], '')  # a run may have sampled without data
     if digest != run['sha256']:
@@ -555,7 +557,7 @@ def train_and_save(model, docs, run, path):
                 break
     except ArithmeticError as e:  # a loss or a gradient out of range: the model is spoilt
         held = f'; {path} still holds step {saved}' if path else ''
-        reason = e.args[-1]  # the message, without the error number an OverflowError may have
+        reason = e.args[-1]  # an OverflowError's args are an error number, then the message
         raise FloatingPointError(f'step {len(losses) + 1} diverged ({reason}) with --lr '
                                  f'{run["lr"]}: try a lower --lr{held}') from None
     finally:
@@ -672,7 +674,9 @@ def main(argv=None):
         print(f'interrupted at step {len(run["losses"])}: {keep}', file=sys.stderr)
         return 128 + STOP['signals'][0]
     except KeyboardInterrupt:  # stopped at once: see stop()
-        return 128 + (STOP['signals'][0] if STOP['signals'] else signal.SIGINT)  # not our handler
+        if not STOP['signals']:  # Python's own Ctrl-C handler: main() was called without program()
+            return 128 + signal.SIGINT
+        return 128 + STOP['signals'][0]
     except BrokenPipeError:  # the reader of the output went away, as head does: end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return 128 + signal.SIGPIPE
